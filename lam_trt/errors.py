@@ -1,0 +1,37 @@
+"""Errors users can cause, each with the exit code the CLI returns for it."""
+from __future__ import annotations
+
+
+class LamTrtError(Exception):
+    """Base of every error lam-trt reports to a user as one line (CLI exit code 2)."""
+
+    exit_code = 2
+
+
+class InputError(LamTrtError):
+    """A file, image, model or parameter the user gave cannot be used."""
+
+
+class ModelError(InputError):
+    """The ONNX model is unreadable or not a single-image-in, single-image-out network."""
+
+
+class UnsupportedOpError(ModelError):
+    """Ops on the gradient path that have no vector-Jacobian rule, named before anything runs."""
+
+    def __init__(self, nodes: list[tuple[str, str]]):
+        self.nodes = nodes  # (op_type, node name)
+        types = sorted({t for t, _ in nodes})
+        listed = ", ".join(f"{t} ({n})" for t, n in nodes[:8])
+        more = f" and {len(nodes) - 8} more" if len(nodes) > 8 else ""
+        super().__init__(f"no gradient rule for op type(s) {', '.join(types)}: {listed}{more}")
+
+
+class ProviderError(LamTrtError):
+    """The execution provider asked for is not available here."""
+
+
+class GateError(LamTrtError):
+    """A QA gate (--min-di, --max-gap) was violated (CLI exit code 1)."""
+
+    exit_code = 1
