@@ -19,12 +19,14 @@ class ModelError(InputError):
 class UnsupportedOpError(ModelError):
     """Ops on the gradient path that have no vector-Jacobian rule, named before anything runs."""
 
-    def __init__(self, nodes: list[tuple[str, str]]):
+    def __init__(self, nodes: list[tuple[str, str]], reason: str = ""):
         self.nodes = nodes  # (op_type, node name)
-        types = sorted({t for t, _ in nodes})
+        self.op_types = sorted({t for t, _ in nodes})
         listed = ", ".join(f"{t} ({n})" for t, n in nodes[:8])
         more = f" and {len(nodes) - 8} more" if len(nodes) > 8 else ""
-        super().__init__(f"no gradient rule for op type(s) {', '.join(types)}: {listed}{more}")
+        detail = f": {reason}" if reason else ""
+        super().__init__(
+            f"no gradient rule for op type(s) {', '.join(self.op_types)}: {listed}{more}{detail}")
 
 
 class ProviderError(LamTrtError):

@@ -1,0 +1,93 @@
+"""build_attribution_graph: the user's network + the LAM detector + its input gradient, as ONNX."""
+from __future__ import annotations
+
+import os
+
+import onnx
+from onnx import helper
+
+from lam_trt.errors import InputError, ModelError
+from lam_trt.export.autodiff import ZERO_SAFE_SQRT, active_tensors, backpropagate
+from lam_trt.export.builder import FLOAT, GraphBuilder, Node
+from lam_trt.export.detector import REDUCTIONS, append_detector
+from lam_trt.export.source import load_model, model_sha256
+from lam_trt.export.specialise import ForwardGraph, specialise
+
+GRAPH_FORMAT = "1"  # bump when the graph's structure changes, so on-disk caches are rebuilt
+
+
+def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_shape: tuple[int, int, int],
+                            detector: str = "gradient", reduce: str = "sum") -> onnx.ModelProto:
+    """One ONNX graph that evaluates LAM's integrand for a batch of path images.
+
+    Inputs:  path [N,C,h,w] float32, weights [N,C,h,w] float32, window int64 [4] =
+             (top, left, height, width) of the analysed patch in SR-output pixels.
+    Outputs: detector [N] = D(F(path_n)); attribution [C,h,w] = sum_n grad D(F(path_n)) * weights_n;
+             contribution [N] = per-item sums of that product; sr [N,C',H,W] = F(path_n).
+    """
+    if detector != "gradient":
+        raise InputError(f"unknown detector {detector!r}; lam-trt implements LAM's 'gradient' detector")
+    if reduce not in REDUCTIONS:
+        raise InputError(f"detector reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise InputError(f"input_shape must be (C, h, w) with positive sizes, got {input_shape}")
+    source = load_model(model)
+    fwd = specialise(source, input_shape)
+    if len(fwd.output_shape) != 4 or min(fwd.output_shape[2:]) < 2:
+        raise ModelError(f"the model's output {list(fwd.output_shape)} is not an image of at least 2x2")
+    b = GraphBuilder(dict(fwd.shapes), dict(fwd.dtypes), dict(fwd.values), fwd.opset)
+    b.nodes.append(helper.make_node("Identity", ["path"], [fwd.input_name], name="lam/path"))
+    b.nodes.extend(fwd.nodes)
+    d, magnitude = append_detector(b, fwd.output_name, "window", reduce)
+    forward = [Node.from_proto(n) for n in b.nodes]
+    active = active_tensors(forward, fwd.input_name, d, b.dtypes)
+    ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
+    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: ZERO_SAFE_SQRT})
+    if fwd.input_name not in grads:
+        raise ModelError("the detector does not depend on the input (no gradient reaches it)")
+    weighted = b.op("Mul", grads[fwd.input_name], "weights")
+    b.nodes += [
+        helper.make_node("Identity", [d], ["detector"], name="lam/detector"),
+        helper.make_node("ReduceSum", [weighted, b.ints([0])], ["attribution"], keepdims=0, name="lam/sum"),
+        helper.make_node("ReduceSum", [weighted, b.ints([1, 2, 3])], ["contribution"], keepdims=0,
+                         name="lam/contribution"),
+        helper.make_node("Identity", [fwd.output_name], ["sr"], name="lam/sr"),
+    ]
+    return assemble(b, fwd, source, input_shape, reduce)
+
+
+def assemble(b: GraphBuilder, fwd: ForwardGraph, source: onnx.ModelProto, input_shape, reduce: str):
+    c, h, w = input_shape
+    _, c_out, h_out, w_out = fwd.output_shape
+    image = lambda name, dims: helper.make_tensor_value_info(name, FLOAT, dims)
+    graph = helper.make_graph(
+        b.nodes, "lam_attribution",
+        inputs=[image("path", ["N", c, h, w]), image("weights", ["N", c, h, w]),
+                helper.make_tensor_value_info("window", onnx.TensorProto.INT64, [4])],
+        outputs=[image("detector", ["N"]), image("attribution", [c, h, w]), image("contribution", ["N"]),
+                 image("sr", ["N", c_out, h_out, w_out])],
+        initializer=fwd.initializers + b.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", fwd.opset)] + fwd.extra_opsets,
+                              producer_name="lam-trt", ir_version=fwd.ir_version)
+    meta = {"lam_trt.graph_format": GRAPH_FORMAT, "lam_trt.input_shape": f"{c}x{h}x{w}",
+            "lam_trt.output_shape": f"{c_out}x{h_out}x{w_out}", "lam_trt.detector": f"gradient/{reduce}",
+            "lam_trt.source_sha256": model_sha256(source)}
+    helper.set_model_props(model, meta)
+    return model
+
+
+def save_attribution_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Save, with weights as external data when the graph would pass protobuf's 2 GB limit."""
+    large = model.ByteSize() > (1 << 31) - (1 << 24)
+    onnx.save(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+              location=f"{os.path.basename(str(path))}.data" if large else None)
+
+
+def scale_of(model: onnx.ModelProto) -> float:
+    meta = {p.key: p.value for p in model.metadata_props}
+    h_in = int(meta["lam_trt.input_shape"].split("x")[1])
+    return int(meta["lam_trt.output_shape"].split("x")[1]) / h_in
+
+
+

@@ -1,0 +1,133 @@
+"""GraphBuilder: emits ONNX nodes for the attribution graph and answers what rules need to know.
+
+VJP rules see the forward graph through this object: static (batch-1) shapes and dtypes of forward
+tensors, the folded values of constant inputs, and helpers that emit nodes with fresh names.
+Batch (dim 0) is the only dynamic dimension; anything that must follow it is read with ``Shape``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+FLOAT = onnx.TensorProto.FLOAT
+
+
+@dataclass
+class Node:
+    """A forward node in a read-friendly form (attributes decoded)."""
+
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any]
+    name: str
+
+    @classmethod
+    def from_proto(cls, proto: onnx.NodeProto) -> "Node":
+        attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+        return cls(proto.op_type, list(proto.input), list(proto.output), attrs, proto.name or proto.output[0])
+
+    def input(self, i: int) -> str:
+        """The i-th input name, or '' when absent (optional inputs)."""
+        return self.inputs[i] if i < len(self.inputs) else ""
+
+
+@dataclass
+class GraphBuilder:
+    shapes: dict[str, tuple[int, ...]]          # static shapes at batch 1
+    dtypes: dict[str, int]                       # ONNX elem types
+    values: dict[str, np.ndarray]                # folded constant tensors
+    opset: int
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    initializers: list[onnx.TensorProto] = field(default_factory=list)
+    _count: int = 0
+    _consts: dict[tuple, str] = field(default_factory=dict)
+    _shape_of: dict[str, str] = field(default_factory=dict)
+
+    # ---- naming and emission ---------------------------------------------------------------
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"lam/{hint}_{self._count}"
+
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: Any) -> Any:
+        """Emit one node; return its output name (or a list when ``outputs`` > 1)."""
+        outs = [self.fresh(op_type.lower()) for _ in range(outputs)]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=outs[0], **attrs))
+        return outs[0] if outputs == 1 else outs
+
+    def const(self, value: Any, dtype: Any = np.float32) -> str:
+        """An initializer holding ``value`` (deduplicated for small constants)."""
+        arr = np.asarray(value, dtype=dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.size <= 64 else None
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        name = self.fresh("const")
+        self.initializers.append(numpy_helper.from_array(arr, name))
+        self.values[name] = arr
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    def ints(self, values: Sequence[int]) -> str:
+        return self.const(list(values), np.int64)
+
+    # ---- facts about forward tensors ---------------------------------------------------------
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.shapes[name]
+
+    def rank(self, name: str) -> int:
+        return len(self.shapes[name])
+
+    def value(self, name: str) -> np.ndarray:
+        """Folded value of a constant (non-data) input; KeyError if it depends on the image."""
+        return self.values[name]
+
+    def has_value(self, name: str) -> bool:
+        return name in self.values
+
+    def dyn_shape(self, name: str) -> str:
+        """``Shape(name)`` emitted once: the runtime shape, batch included."""
+        if name not in self._shape_of:
+            self._shape_of[name] = self.op("Shape", name)
+        return self._shape_of[name]
+
+    # ---- small composite helpers used by many rules -----------------------------------------
+    def zeros_like(self, name: str) -> str:
+        zero = helper.make_tensor("value", FLOAT, [1], [0.0])
+        return self.op("ConstantOfShape", self.dyn_shape(name), value=zero)
+
+    def reduce_sum(self, x: str, axes: Sequence[int], keepdims: bool = True) -> str:
+        if not axes:
+            return x
+        return self.op("ReduceSum", x, self.ints(axes), keepdims=int(keepdims))
+
+    def reshape_like(self, x: str, like: str) -> str:
+        return self.op("Reshape", x, self.dyn_shape(like))
+
+    def reduce_mean(self, x: str, axes: Sequence[int], keepdims: bool = True) -> str:
+        return self.op("ReduceMean", x, self.ints(axes), keepdims=int(keepdims))
+
+    def unbroadcast(self, grad: str, out: str, operand: str) -> str:
+        """Sum ``grad`` (shaped like the broadcast result ``out``) down to ``operand``'s shape."""
+        return self.unbroadcast_shape(grad, self.shape(out), operand)
+
+    def unbroadcast_shape(self, grad: str, out_shape: Sequence[int], operand: str,
+                          skip_last: int = 0) -> str:
+        """As ``unbroadcast`` for a grad of static shape ``out_shape``; the last ``skip_last``
+        axes are matrix axes (MatMul) and never reduced."""
+        op_shape = self.shape(operand)
+        lead = len(out_shape) - len(op_shape)
+        axes = list(range(lead)) + [
+            lead + i for i, d in enumerate(op_shape[: len(op_shape) - skip_last])
+            if d == 1 and out_shape[lead + i] != 1
+        ]
+        if not axes:
+            return grad
+        summed = self.reduce_sum(grad, axes, keepdims=True)
+        return self.reshape_like(summed, operand) if lead else summed

@@ -1,0 +1,146 @@
+"""Reading the user's ONNX file: validation and canonical forms of ops that changed across opsets."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import onnx
+from onnx import helper, numpy_helper
+from google.protobuf.message import DecodeError
+import numpy as np
+
+from lam_trt.errors import InputError, ModelError
+
+MIN_OPSET = 11
+TARGET_OPSET = 18  # axes-as-input everywhere; LayerNormalization and GroupNormalization exist
+IMAGE_TYPES = (onnx.TensorProto.FLOAT,)
+
+
+def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """The model as a ModelProto with external data loaded and local functions inlined."""
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
+        path = Path(model)
+        if not path.exists():
+            raise InputError(f"model file not found: {path}")
+        if path.is_dir():
+            raise InputError(f"model path is a folder, not an ONNX file: {path}")
+        try:
+            proto = onnx.load(str(path))
+        except (DecodeError, ValueError, RuntimeError, OSError) as e:
+            raise ModelError(f"{path} is not a readable ONNX model (truncated or another format): "
+                             f"{type(e).__name__}") from None
+        if not proto.graph.node:
+            raise ModelError(f"{path} is not an ONNX model (no graph nodes)")
+    if proto.functions:
+        proto = onnx.inliner.inline_local_functions(proto)
+    return proto
+
+
+def model_sha256(model: str | os.PathLike | onnx.ModelProto) -> str:
+    """sha256 of the file (or of the serialised proto) that identifies a model in caches and results."""
+    if isinstance(model, onnx.ModelProto):
+        return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    digest = hashlib.sha256()
+    with open(model, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    raise ModelError("model declares no ai.onnx opset")
+
+
+def image_io(model: onnx.ModelProto) -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
+    """The single image input and output; anything else is not an SR network we can attribute."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    outputs = list(model.graph.output)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"not an image-to-image model: {len(inputs)} inputs and {len(outputs)} outputs "
+                         "(expected one NCHW image in, one image out)")
+    for kind, vi in (("input", inputs[0]), ("output", outputs[0])):
+        t = vi.type.tensor_type
+        if t.elem_type not in IMAGE_TYPES or (t.HasField("shape") and len(t.shape.dim) != 4):
+            rank = len(t.shape.dim) if t.HasField("shape") else "?"
+            raise ModelError(f"not an image-to-image model: {kind} '{vi.name}' is "
+                             f"{onnx.TensorProto.DataType.Name(t.elem_type)} of rank {rank}, expected "
+                             "a float32 NCHW image")
+    return inputs[0], outputs[0]
+
+
+def static_dims(vi: onnx.ValueInfoProto) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+
+
+# ---- canonical forms ------------------------------------------------------------------------
+AXES_TO_INPUT_AT = {"Squeeze": 13, "Unsqueeze": 13, "ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18,
+                    "ReduceMin": 18, "ReduceProd": 18, "ReduceL1": 18, "ReduceL2": 18,
+                    "ReduceLogSum": 18, "ReduceLogSumExp": 18, "ReduceSumSquare": 18}
+
+
+def canonicalise(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite the graph to one opset (>= 18) so every rule sees one form of each op."""
+    source = opset_of(model)
+    if source < MIN_OPSET:
+        raise ModelError(f"opset {source} is older than {MIN_OPSET}; re-export the model with opset >= "
+                         f"{MIN_OPSET}")
+    target = max(source, TARGET_OPSET)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        nodes.extend(canonical_node(node, source))
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    del out.opset_import[:]
+    out.opset_import.extend([helper.make_opsetid("", target)] +
+                            [o for o in model.opset_import if o.domain not in ("", "ai.onnx")])
+    out.ir_version = max(model.ir_version, 8)
+    return out
+
+
+def canonical_node(node: onnx.NodeProto, source: int) -> list[onnx.NodeProto]:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    op = node.op_type
+    if op in AXES_TO_INPUT_AT and source < AXES_TO_INPUT_AT[op] and "axes" in attrs:
+        axes_name = f"{node.output[0]}__axes"
+        const = helper.make_node("Constant", [], [axes_name], value=numpy_helper.from_array(
+            np.array(attrs.pop("axes"), dtype="int64")))
+        return [const, helper.make_node(op, [node.input[0], axes_name], list(node.output),
+                                        name=node.name, **attrs)]
+    if op == "Split" and source < 13 and "split" in attrs:
+        split_name = f"{node.output[0]}__split"
+        const = helper.make_node("Constant", [], [split_name], value=numpy_helper.from_array(
+            np.array(attrs.pop("split"), dtype="int64")))
+        return [const, helper.make_node(op, [node.input[0], split_name], list(node.output),
+                                        name=node.name, **attrs)]
+    if op == "Split" and len(node.input) < 2 and "num_outputs" not in attrs:
+        attrs["num_outputs"] = len(node.output)
+        return [helper.make_node(op, list(node.input), list(node.output), name=node.name, **attrs)]
+    if op in ("Softmax", "LogSoftmax") and source < 13 and attrs.get("axis", 1) != -1:
+        return coerced_softmax(node, attrs)
+    if op == "Upsample":
+        mode = attrs.get("mode", "nearest")
+        return [helper.make_node("Resize", [node.input[0], "", node.input[1]], list(node.output),
+                                 name=node.name, mode=mode, coordinate_transformation_mode="asymmetric",
+                                 nearest_mode="floor")]
+    return [node]
+
+
+def coerced_softmax(node: onnx.NodeProto, attrs: dict) -> list[onnx.NodeProto]:
+    """Opset < 13 softmax works on the input flattened to 2-D at ``axis``: make that explicit."""
+    axis = attrs.get("axis", 1)
+    flat, soft, shape = (f"{node.output[0]}__{s}" for s in ("flat", "soft", "shape"))
+    return [
+        helper.make_node("Flatten", [node.input[0]], [flat], axis=axis),
+        helper.make_node(node.op_type, [flat], [soft], axis=1),
+        helper.make_node("Shape", [node.input[0]], [shape]),
+        helper.make_node("Reshape", [soft, shape], list(node.output), name=node.name),
+    ]

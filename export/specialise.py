@@ -1,0 +1,265 @@
+"""Specialise the user's graph to one input size: fold what does not depend on the image.
+
+The result, a ForwardGraph, keeps only the nodes whose outputs depend on the image ("data"
+nodes). Everything else (weights, Constant nodes, shape arithmetic) becomes an initializer whose
+value was computed once at batch 1, and every data tensor gets a static batch-1 shape. The batch
+stays dynamic: shape constants that baked in batch 1 are rewritten to follow the runtime batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from lam_trt.errors import ModelError
+from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
+
+# Outputs of these ops never depend on the input's values, only on its shape.
+SHAPE_READERS = frozenset({"Shape", "Size"})
+SMALL = 1 << 16  # constants up to this many elements are kept as NumPy for the rules to read
+
+
+@dataclass
+class ForwardGraph:
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, int, int]
+    nodes: list[onnx.NodeProto]
+    initializers: list[onnx.TensorProto]
+    values: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, int]
+    opset: int
+    ir_version: int
+    extra_opsets: list = field(default_factory=list)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.shapes[self.output_name]
+
+
+def specialise(model: onnx.ModelProto, input_shape: tuple[int, int, int]) -> ForwardGraph:
+    image_in, image_out = image_io(model)
+    check_input_shape(image_in, input_shape)
+    model = canonicalise(model)
+    fixed = with_input_shape(model, image_in.name, input_shape)
+    data = data_tensors(fixed.graph, image_in.name)
+    data_nodes = [n for n in fixed.graph.node if any(o in data for o in n.output)]
+    if image_out.name not in data:
+        raise ModelError("the model's output does not depend on its input")
+    needed = {i for n in data_nodes for i in n.input if i and i not in data}
+    inits = {t.name: t for t in fixed.graph.initializer}
+    values, protos = fold_constants(fixed, needed - set(inits), image_in.name, input_shape)
+    for name in needed & set(inits):
+        protos[name] = inits[name]
+        if np.prod(inits[name].dims) <= SMALL:
+            values[name] = numpy_helper.to_array(inits[name])
+    shapes, dtypes = static_shapes(fixed, data_nodes, protos, image_in.name, input_shape, data)
+    for name, proto in protos.items():
+        shapes[name], dtypes[name] = tuple(proto.dims), proto.data_type
+    graph = ForwardGraph(image_in.name, image_out.name, tuple(input_shape), data_nodes, list(protos.values()),
+                         values, shapes, dtypes, opset_of(fixed), fixed.ir_version,
+                         [o for o in fixed.opset_import if o.domain not in ("", "ai.onnx")])
+    follow_batch(graph, data)
+    return graph
+
+
+def check_input_shape(vi: onnx.ValueInfoProto, input_shape: tuple[int, int, int]) -> None:
+    dims = static_dims(vi)
+    if len(dims) != 4:
+        return
+    want = [None, *input_shape]
+    for axis, (have, need) in enumerate(zip(dims, want)):
+        if axis == 0:
+            if have not in (None, 0, 1):
+                raise ModelError(f"the model's batch is fixed to {have}; export it with batch 1 or dynamic")
+        elif have not in (None, 0) and have != need:
+            what = ["batch", "channels", "height", "width"][axis]
+            raise ModelError(f"the model takes {what} {have} (input {dims[1:]}), not {need}: "
+                             f"use an image of that size or re-export with dynamic height/width")
+
+
+def with_input_shape(model: onnx.ModelProto, name: str, input_shape) -> onnx.ModelProto:
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for vi in fixed.graph.input:
+        if vi.name == name:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in (1, *input_shape):
+                dims.add().dim_value = d
+    for vi in fixed.graph.output:
+        vi.type.tensor_type.ClearField("shape")
+    del fixed.graph.value_info[:]
+    return fixed
+
+
+def data_tensors(graph: onnx.GraphProto, input_name: str) -> set[str]:
+    """Tensors whose values depend on the image's values (graph nodes are topologically sorted)."""
+    data = {input_name}
+    for node in graph.node:
+        if node.op_type in SHAPE_READERS:
+            continue
+        if any(i in data for i in node.input) or subgraph_reads(node, data):
+            data.update(o for o in node.output if o)
+    return data
+
+
+def subgraph_reads(node: onnx.NodeProto, data: set[str]) -> bool:
+    for attr in node.attribute:
+        for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+            if any(i in data for n in g.node for i in n.input):
+                return True
+    return False
+
+
+def run_for(model: onnx.ModelProto, names: list[str], input_name: str, input_shape,
+            types: dict[str, onnx.TypeProto]) -> dict[str, np.ndarray]:
+    """Run the model at batch 1 and return the named intermediate tensors."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    for name in names:
+        vi = onnx.ValueInfoProto(name=name)
+        vi.type.tensor_type.elem_type = types[name].tensor_type.elem_type
+        probe.graph.output.append(vi)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).random((1, *input_shape), dtype=np.float32)
+        return dict(zip(names, sess.run(names, {input_name: x})))
+    except Exception as e:  # ORT's own exceptions carry no common base class
+        raise ModelError(f"onnxruntime cannot run the model at input {list(input_shape)}: "
+                         f"{str(e).splitlines()[0][:300]}") from None
+
+
+def inferred_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as e:
+        raise ModelError(f"ONNX shape inference failed on the model: {str(e).splitlines()[0][:300]}") from None
+    types = {vi.name: vi.type for vi in
+             [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    for node in model.graph.node:  # Constant outputs are typed by their value
+        if node.op_type == "Constant" and node.output[0] not in types:
+            t = onnx.TypeProto()
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            t.tensor_type.elem_type = value.data_type if value is not None else onnx.TensorProto.FLOAT
+            types[node.output[0]] = t
+    return types
+
+
+def fold_constants(model, names: set[str], input_name: str, input_shape):
+    """Values of the non-image tensors that data nodes read, computed once at batch 1."""
+    if not names:
+        return {}, {}
+    types = inferred_types(model)
+    untyped = sorted(n for n in names if n not in types or not types[n].tensor_type.elem_type)
+    if untyped:
+        raise ModelError(f"cannot determine the type of tensor(s) {', '.join(untyped[:5])}")
+    values = run_for(model, sorted(names), input_name, input_shape, types)
+    protos = {n: numpy_helper.from_array(np.asarray(v), n) for n, v in values.items()}
+    small = {n: np.asarray(v) for n, v in values.items() if np.asarray(v).size <= SMALL}
+    return small, protos
+
+
+def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
+    """Static batch-1 shapes and types of every data tensor (shape inference, ORT as fallback)."""
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    del folded.graph.node[:]
+    folded.graph.node.extend(data_nodes)
+    del folded.graph.initializer[:]
+    folded.graph.initializer.extend(protos.values())
+    del folded.graph.value_info[:]
+    types = inferred_types(folded)
+    shapes, dtypes, missing = {}, {}, []
+    for name in sorted(t for t in data if t):
+        t = types.get(name)
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim] \
+            if t is not None and t.tensor_type.HasField("shape") else None
+        if dims is None or any(d is None for d in dims) or not t.tensor_type.elem_type:
+            missing.append(name)
+            continue
+        shapes[name], dtypes[name] = tuple(dims), t.tensor_type.elem_type
+    for start in range(0, len(missing), 64):  # ORT as a fallback, in groups to bound memory
+        group = [m for m in missing[start:start + 64] if m in types and types[m].tensor_type.elem_type]
+        if len(group) < len(missing[start:start + 64]):
+            unknown = [m for m in missing[start:start + 64] if m not in group]
+            raise ModelError(f"cannot determine the type of tensor(s) {', '.join(unknown[:5])}")
+        for name, value in run_for(folded, group, input_name, input_shape, types).items():
+            shapes[name], dtypes[name] = tuple(value.shape), types[name].tensor_type.elem_type
+    shapes[input_name], dtypes[input_name] = (1, *input_shape), onnx.TensorProto.FLOAT
+    return shapes, dtypes
+
+
+# ---- keeping the batch dynamic ----------------------------------------------------------------
+def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
+    """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs."""
+    new_nodes: list[onnx.NodeProto] = []
+    for node in graph.nodes:
+        if node.op_type == "Reshape" and node.input[1] not in data:
+            out_shape = graph.shapes[node.output[0]]
+            name = f"{node.output[0]}__batch_shape"
+            add_constant(graph, name, np.array([-1, *out_shape[1:]], np.int64))
+            node = copy_with_input(node, 1, name)
+        elif node.op_type == "Resize" and len(node.input) > 3 and node.input[3] and node.input[3] not in data:
+            new_nodes += batch_sized(graph, node)
+            node = copy_with_input(node, 3, f"{node.output[0]}__batch_sizes")
+        elif node.op_type == "Concat":
+            new_nodes, node = expand_constant_operands(graph, node, data, new_nodes)
+        new_nodes.append(node)
+    graph.nodes = new_nodes
+
+
+def add_constant(graph: ForwardGraph, name: str, value: np.ndarray) -> None:
+    graph.initializers.append(numpy_helper.from_array(value, name))
+    graph.values[name], graph.shapes[name] = value, value.shape
+    graph.dtypes[name] = helper.np_dtype_to_tensor_dtype(value.dtype)
+
+
+def copy_with_input(node: onnx.NodeProto, index: int, name: str) -> onnx.NodeProto:
+    new = onnx.NodeProto()
+    new.CopyFrom(node)
+    new.input[index] = name
+    return new
+
+
+def batch_shape_nodes(graph: ForwardGraph, like: str, rest: list[int], out: str) -> list[onnx.NodeProto]:
+    """``out`` = [runtime batch of ``like``, *rest] as int64."""
+    first, tail = f"{out}__n", f"{out}__rest"
+    add_constant(graph, tail, np.array(rest, np.int64))
+    add_constant(graph, f"{out}__0", np.array([0], np.int64))
+    add_constant(graph, f"{out}__1", np.array([1], np.int64))
+    return [helper.make_node("Shape", [like], [f"{out}__shape"]),
+            helper.make_node("Slice", [f"{out}__shape", f"{out}__0", f"{out}__1"], [first]),
+            helper.make_node("Concat", [first, tail], [out], axis=0)]
+
+
+def batch_sized(graph: ForwardGraph, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    sizes = [int(s) for s in graph.values[node.input[3]]]
+    return batch_shape_nodes(graph, node.input[0], sizes[1:], f"{node.output[0]}__batch_sizes")
+
+
+def expand_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[str], new_nodes):
+    """A folded batch-1 operand concatenated with image data must grow to the runtime batch."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    rank = len(graph.shapes[node.output[0]])
+    first_data = next((i for i in node.input if i in data), None)
+    if first_data is None or int(attrs["axis"]) % rank == 0:
+        return new_nodes, node
+    node = copy_with_input(node, 0, node.input[0])
+    for k, name in enumerate(list(node.input)):
+        if name in data or graph.shapes[name][0] != 1:
+            continue
+        target = f"{node.output[0]}__expand{k}"
+        new_nodes += batch_shape_nodes(graph, first_data, list(graph.shapes[name][1:]), f"{target}__shape")
+        new_nodes.append(helper.make_node("Expand", [name, f"{target}__shape"], [target]))
+        graph.shapes[target], graph.dtypes[target] = graph.shapes[name], graph.dtypes[name]
+        node.input[k] = target
+    return new_nodes, node

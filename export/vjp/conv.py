@@ -1,0 +1,76 @@
+"""Conv and ConvTranspose: each is the other's adjoint with the same weights."""
+from __future__ import annotations
+
+from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.vjp import vjp
+
+
+def conv_geometry(b: GraphBuilder, node: Node) -> dict:
+    """Kernel, strides, dilations and explicit pads of a Conv (auto_pad resolved statically)."""
+    x_shape, w_shape = b.shape(node.inputs[0]), b.shape(node.inputs[1])
+    spatial = len(x_shape) - 2
+    kernel = list(node.attrs.get("kernel_shape", w_shape[2:]))
+    strides = list(node.attrs.get("strides", [1] * spatial))
+    dilations = list(node.attrs.get("dilations", [1] * spatial))
+    pads = list(node.attrs.get("pads", [0] * (2 * spatial)))
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        for i in range(spatial):
+            size = x_shape[2 + i]
+            out = -(-size // strides[i])
+            total = max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            pads[i], pads[i + spatial] = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * spatial)
+    return dict(kernel=kernel, strides=strides, dilations=dilations, pads=pads,
+                group=int(node.attrs.get("group", 1)))
+
+
+@vjp("Conv")
+def vjp_conv(b, node, grads, needs):
+    if len(needs) > 1 and needs[1]:
+        raise NotImplementedError("Conv weights that depend on the image")
+    geo = conv_geometry(b, node)
+    x, y = node.inputs[0], node.outputs[0]
+    spatial = len(geo["kernel"])
+    output_padding = []
+    for i in range(spatial):
+        covered = ((b.shape(y)[2 + i] - 1) * geo["strides"][i] + (geo["kernel"][i] - 1) * geo["dilations"][i]
+                   + 1 - geo["pads"][i] - geo["pads"][i + spatial])
+        output_padding.append(b.shape(x)[2 + i] - covered)
+    gx = b.op("ConvTranspose", grads[0], node.inputs[1], kernel_shape=geo["kernel"],
+              strides=geo["strides"], dilations=geo["dilations"], pads=geo["pads"],
+              group=geo["group"], output_padding=output_padding if any(output_padding) else None)
+    return [gx] + [None] * (len(node.inputs) - 1)
+
+
+def conv_transpose_pads(b: GraphBuilder, node: Node) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Kernel, strides, dilations and explicit pads of a ConvTranspose (output_shape resolved)."""
+    x_shape, w_shape, y_shape = b.shape(node.inputs[0]), b.shape(node.inputs[1]), b.shape(node.outputs[0])
+    spatial = len(x_shape) - 2
+    kernel = list(node.attrs.get("kernel_shape", w_shape[2:]))
+    strides = list(node.attrs.get("strides", [1] * spatial))
+    dilations = list(node.attrs.get("dilations", [1] * spatial))
+    pads = list(node.attrs.get("pads", [0] * (2 * spatial)))
+    out_pad = list(node.attrs.get("output_padding", [0] * spatial))
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if "output_shape" in node.attrs or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        for i in range(spatial):
+            full = strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
+            total = max(full - y_shape[2 + i], 0)
+            small, large = total // 2, total - total // 2
+            pads[i], pads[i + spatial] = (large, small) if auto_pad == "SAME_LOWER" else (small, large)
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * spatial)
+    return kernel, strides, dilations, pads
+
+
+@vjp("ConvTranspose")
+def vjp_conv_transpose(b, node, grads, needs):
+    if len(needs) > 1 and needs[1]:
+        raise NotImplementedError("ConvTranspose weights that depend on the image")
+    kernel, strides, dilations, pads = conv_transpose_pads(b, node)
+    gx = b.op("Conv", grads[0], node.inputs[1], kernel_shape=kernel, strides=strides,
+              dilations=dilations, pads=pads, group=int(node.attrs.get("group", 1)))
+    return [gx] + [None] * (len(node.inputs) - 1)

@@ -1,0 +1,177 @@
+"""Arithmetic and elementwise math: Add, Sub, Mul, Div, Pow, Min, Max, Where, Clip, unary maths."""
+from __future__ import annotations
+
+import math
+
+from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.vjp import vjp
+
+FLOAT = 1
+
+
+def mask(b: GraphBuilder, op: str, x: str, y: str) -> str:
+    """A float 0/1 tensor for the comparison ``op(x, y)``."""
+    return b.op("Cast", b.op(op, x, y), to=FLOAT)
+
+
+def binary(b: GraphBuilder, node: Node, needs: list[bool], ga: str | None, gb: str | None) -> list:
+    """Unbroadcast the two operand gradients of a broadcasting binary op."""
+    out = node.outputs[0]
+    a, c = node.inputs[0], node.inputs[1]
+    return [
+        b.unbroadcast(ga, out, a) if needs[0] and ga else None,
+        b.unbroadcast(gb, out, c) if needs[1] and gb else None,
+    ]
+
+
+@vjp("Identity", "Dropout")
+def vjp_identity(b, node, grads, needs):
+    return [grads[0]] + [None] * (len(node.inputs) - 1)
+
+
+@vjp("Cast")
+def vjp_cast(b, node, grads, needs):
+    return [b.op("Cast", grads[0], to=b.dtypes[node.inputs[0]])]
+
+
+@vjp("Add")
+def vjp_add(b, node, grads, needs):
+    return binary(b, node, needs, grads[0], grads[0])
+
+
+@vjp("Sub")
+def vjp_sub(b, node, grads, needs):
+    return binary(b, node, needs, grads[0], b.op("Neg", grads[0]) if needs[1] else None)
+
+
+@vjp("Mul")
+def vjp_mul(b, node, grads, needs):
+    g, (x, y) = grads[0], node.inputs
+    return binary(b, node, needs, b.op("Mul", g, y) if needs[0] else None,
+                  b.op("Mul", g, x) if needs[1] else None)
+
+
+@vjp("Div")
+def vjp_div(b, node, grads, needs):
+    g, (x, y), out = grads[0], node.inputs, node.outputs[0]
+    gx = b.op("Div", g, y) if needs[0] else None
+    gy = b.op("Neg", b.op("Div", b.op("Mul", g, out), y)) if needs[1] else None
+    return binary(b, node, needs, gx, gy)
+
+
+@vjp("Pow")
+def vjp_pow(b, node, grads, needs):
+    g, (x, p), out = grads[0], node.inputs, node.outputs[0]
+    gx = gp = None
+    if needs[0]:  # p * x^(p-1), written as x^(p-1) so that x = 0 behaves like PyTorch
+        p_f = b.op("Cast", p, to=b.dtypes[x])
+        pm1 = b.op("Sub", p_f, b.const(1.0))
+        gx = b.op("Mul", g, b.op("Mul", p_f, b.op("Pow", x, pm1)))
+    if needs[1]:
+        gp = b.op("Mul", g, b.op("Mul", out, b.op("Log", x)))
+    return binary(b, node, needs, gx, gp)
+
+
+@vjp("Max", "Min")
+def vjp_max_min(b, node, grads, needs):
+    """Gradient goes to the selected operand; ties share it equally (as PyTorch does)."""
+    g, out = grads[0], node.outputs[0]
+    if len(node.inputs) != 2:
+        raise NotImplementedError(f"{node.op_type} with {len(node.inputs)} operands")
+    x, y = node.inputs
+    strict = "Greater" if node.op_type == "Max" else "Less"
+    tie = b.op("Mul", mask(b, "Equal", x, y), b.const(0.5))
+    gx = b.op("Mul", g, b.op("Add", mask(b, strict, x, y), tie)) if needs[0] else None
+    gy = b.op("Mul", g, b.op("Add", mask(b, strict, y, x), tie)) if needs[1] else None
+    return binary(b, node, needs, gx, gy)
+
+
+@vjp("Sum")
+def vjp_sum(b, node, grads, needs):
+    out = node.outputs[0]
+    return [b.unbroadcast(grads[0], out, x) if need else None for x, need in zip(node.inputs, needs)]
+
+
+@vjp("Where")
+def vjp_where(b, node, grads, needs):
+    g, (cond, x, y), out = grads[0], node.inputs, node.outputs[0]
+    zero = b.const(0.0)
+    gx = b.unbroadcast(b.op("Where", cond, g, zero), out, x) if needs[1] else None
+    gy = b.unbroadcast(b.op("Where", cond, zero, g), out, y) if needs[2] else None
+    return [None, gx, gy]
+
+
+@vjp("Clip")
+def vjp_clip(b, node, grads, needs):
+    """Passes where min <= x <= max (inclusive, as torch.clamp)."""
+    g, x = grads[0], node.inputs[0]
+    lo, hi = node.input(1), node.input(2)
+    if lo:
+        g = b.op("Mul", g, mask(b, "GreaterOrEqual", x, lo))
+    if hi:
+        g = b.op("Mul", g, mask(b, "LessOrEqual", x, hi))
+    return [g] + [None] * (len(node.inputs) - 1)
+
+
+# ---- unary maths: each rule is "grad times local derivative" ------------------------------------
+def unary(op_type: str):
+    def register(derivative):
+        @vjp(op_type)
+        def rule(b, node, grads, needs):
+            return [b.op("Mul", grads[0], derivative(b, node.inputs[0], node.outputs[0]))]
+        return derivative
+    return register
+
+
+@unary("Neg")
+def d_neg(b, x, y):
+    return b.const(-1.0)
+
+
+@unary("Abs")
+def d_abs(b, x, y):
+    return b.op("Sign", x)
+
+
+@unary("Exp")
+def d_exp(b, x, y):
+    return y
+
+
+@unary("Log")
+def d_log(b, x, y):
+    return b.op("Reciprocal", x)
+
+
+@unary("Sqrt")
+def d_sqrt(b, x, y):
+    return b.op("Div", b.const(0.5), y)
+
+
+@unary("Reciprocal")
+def d_reciprocal(b, x, y):
+    return b.op("Neg", b.op("Mul", y, y))
+
+
+@unary("Erf")
+def d_erf(b, x, y):
+    return b.op("Mul", b.const(2.0 / math.sqrt(math.pi)), b.op("Exp", b.op("Neg", b.op("Mul", x, x))))
+
+
+@unary("Sin")
+def d_sin(b, x, y):
+    return b.op("Cos", x)
+
+
+@unary("Cos")
+def d_cos(b, x, y):
+    return b.op("Neg", b.op("Sin", x))
+
+
+def vjp_sqrt_zero_safe(b: GraphBuilder, node: Node, grads, needs):
+    """d sqrt(s)/ds := 0 at s = 0 (LAM-SPEC: the detector's sqrt), 0.5/sqrt(s) elsewhere."""
+    y = node.outputs[0]
+    positive = b.op("Greater", y, b.const(0.0))
+    safe_y = b.op("Where", positive, y, b.const(1.0))
+    local = b.op("Where", positive, b.op("Div", b.const(0.5), safe_y), b.const(0.0))
+    return [b.op("Mul", grads[0], local)]

@@ -1,0 +1,87 @@
+"""Windowed pooling: AveragePool (separable, measured per axis) and MaxPool (first maximum wins)."""
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix
+
+
+def pool_geometry(b: GraphBuilder, node: Node) -> dict:
+    x_shape = b.shape(node.inputs[0])
+    spatial = len(x_shape) - 2
+    kernel = list(node.attrs["kernel_shape"])
+    strides = list(node.attrs.get("strides", [1] * spatial))
+    dilations = list(node.attrs.get("dilations", [1] * spatial))
+    pads = list(node.attrs.get("pads", [0] * (2 * spatial)))
+    if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise NotImplementedError(f"{node.op_type} with auto_pad {node.attrs['auto_pad']}")
+    return dict(kernel=kernel, strides=strides, dilations=dilations, pads=pads, spatial=spatial)
+
+
+@vjp("AveragePool")
+def vjp_average_pool(b, node, grads, needs):
+    """The average over a window divides by a per-axis product, so it is separable."""
+    x, y = node.inputs[0], node.outputs[0]
+    geo = pool_geometry(b, node)
+    g, shape = grads[0], list(b.shape(y))
+    for i in range(geo["spatial"]):
+        axis = 2 + i
+
+        def make(probe_shape, i=i):
+            one = lambda values, v: [v if j != i else values[i] for j in range(geo["spatial"])]
+            attrs = dict(node.attrs)
+            attrs.update(kernel_shape=one(geo["kernel"], 1), strides=one(geo["strides"], 1),
+                         pads=one(geo["pads"][:geo["spatial"]], 0) + one(geo["pads"][geo["spatial"]:], 0))
+            if "dilations" in attrs:
+                attrs["dilations"] = one(geo["dilations"], 1)
+            attrs.pop("auto_pad", None)
+            return helper.make_node("AveragePool", ["x"], ["y"], **attrs), []
+
+        a = measure_axis_matrix(b.opset, b.rank(x), axis, b.shape(x)[axis], make)
+        g = apply_transpose(b, g, a, axis, shape)
+        shape[axis] = b.shape(x)[axis]
+    return [g]
+
+
+@vjp("MaxPool")
+def vjp_max_pool(b, node, grads, needs):
+    """Route each output's gradient to the first input position (scan order) holding the max."""
+    x, y = node.inputs[0], node.outputs[0]
+    geo = pool_geometry(b, node)
+    if geo["spatial"] != 2:
+        raise NotImplementedError("MaxPool over other than two spatial axes")
+    (kh, kw), (sh, sw), (dh, dw) = geo["kernel"], geo["strides"], geo["dilations"]
+    _, c, h, w = b.shape(x)
+    ho, wo = b.shape(y)[2:]
+    pt, pl, pb, pr = geo["pads"]
+    need_h, need_w = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    extra_h, extra_w = max(0, need_h - (h + pt + pb)), max(0, need_w - (w + pl + pr))
+    pads = b.ints([0, 0, pt, pl, 0, 0, pb + extra_h, pr + extra_w])
+    padded = b.op("Pad", x, pads, b.const(-np.inf), mode="constant")
+    found, picks = None, []
+    for i in range(kh):
+        for j in range(kw):
+            window = b.op("Slice", padded, b.ints([i * dh, j * dw]),
+                          b.ints([i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1]),
+                          b.ints([2, 3]), b.ints([sh, sw]))
+            hit = b.op("Equal", window, y)
+            pick = hit if found is None else b.op("And", hit, b.op("Not", found))
+            found = hit if found is None else b.op("Or", found, hit)
+            picks.append(b.op("Unsqueeze", b.op("Where", pick, grads[0], b.const(0.0)), b.ints([2])))
+    k = kh * kw
+    stacked = b.op("Reshape", b.op("Concat", *picks, axis=2), b.ints([-1, c * k, ho, wo]))
+    kernels = np.zeros((c * k, 1, kh, kw), np.float32)
+    for ch in range(c):
+        for idx in range(k):
+            kernels[ch * k + idx, 0, idx // kw, idx % kw] = 1.0
+    # ConvTranspose puts each pick back at its input position; crop the padding to h x w.
+    span_h, span_w = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    end_h, end_w = span_h - pt - h, span_w - pl - w
+    gx = b.op("ConvTranspose", stacked, b.const(kernels), kernel_shape=[kh, kw], strides=[sh, sw],
+              dilations=[dh, dw], group=c, pads=[pt, pl, max(end_h, 0), max(end_w, 0)])
+    if end_h < 0 or end_w < 0:  # trailing rows no window reached
+        gx = b.op("Pad", gx, b.ints([0, 0, 0, 0, 0, 0, max(-end_h, 0), max(-end_w, 0)]), mode="constant")
+    return [gx]

@@ -1,0 +1,262 @@
+"""Data movement: reshapes, transposes, broadcasts, concatenation, slicing, gathering, padding."""
+from __future__ import annotations
+
+import numpy as np
+
+from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.vjp import vjp
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def axis_pads(rank: int, axis: int, begin, end) -> list:
+    pads = [0] * (2 * rank)
+    pads[axis], pads[rank + axis] = begin, end
+    return pads
+
+
+def pad_axis(b: GraphBuilder, x: str, rank: int, axis: int, begin: int, end: int) -> str:
+    """Zero-pad ``x`` along one axis (no-op for zero pads)."""
+    if begin == 0 and end == 0:
+        return x
+    return b.op("Pad", x, b.ints(axis_pads(rank, axis, begin, end)), mode="constant")
+
+
+def slice_axis(b: GraphBuilder, x: str, axis: int, start: int, end: int, step: int = 1) -> str:
+    return b.op("Slice", x, b.ints([start]), b.ints([end]), b.ints([axis]), b.ints([step]))
+
+
+def reverse_axis(b: GraphBuilder, x: str, axis: int) -> str:
+    return slice_axis(b, x, axis, -1, -INT64_MAX, -1)
+
+
+def batch_reshape(b: GraphBuilder, x: str, dims: list[int]) -> str:
+    """Reshape to static ``dims`` whose first entry is the (dynamic) batch."""
+    return b.op("Reshape", x, b.ints([-1] + list(dims[1:])))
+
+
+@vjp("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def vjp_reshape(b, node, grads, needs):
+    return [b.reshape_like(grads[0], node.inputs[0])] + [None] * (len(node.inputs) - 1)
+
+
+@vjp("Transpose")
+def vjp_transpose(b, node, grads, needs):
+    perm = node.attrs.get("perm", list(reversed(range(b.rank(node.inputs[0])))))
+    return [b.op("Transpose", grads[0], perm=[int(i) for i in np.argsort(perm)])]
+
+
+@vjp("Expand")
+def vjp_expand(b, node, grads, needs):
+    return [b.unbroadcast(grads[0], node.outputs[0], node.inputs[0]), None]
+
+
+@vjp("Tile")
+def vjp_tile(b, node, grads, needs):
+    """Split every axis into (repeat, size) and sum the repeats."""
+    x = node.inputs[0]
+    repeats = [int(r) for r in b.value(node.inputs[1])]
+    dims: list[int] = []
+    for i, (r, s) in enumerate(zip(repeats, b.shape(x))):
+        dims += [r, -1 if i == 0 else s]
+    split = b.op("Reshape", grads[0], b.ints(dims))
+    return [b.reduce_sum(split, list(range(0, 2 * len(repeats), 2)), keepdims=False), None]
+
+
+@vjp("Concat")
+def vjp_concat(b, node, grads, needs):
+    axis = int(node.attrs["axis"]) % b.rank(node.outputs[0])
+    sizes = [b.shape(x)[axis] for x in node.inputs]
+    parts = b.op("Split", grads[0], b.ints(sizes), axis=axis, outputs=len(sizes))
+    parts = parts if isinstance(parts, list) else [parts]
+    return [p if need else None for p, need in zip(parts, needs)]
+
+
+@vjp("Split")
+def vjp_split(b, node, grads, needs):
+    axis = int(node.attrs.get("axis", 0))
+    parts = [g if g is not None else b.zeros_like(y) for g, y in zip(grads, node.outputs)]
+    return [b.op("Concat", *parts, axis=axis)] + [None] * (len(node.inputs) - 1)
+
+
+# ---- Slice -----------------------------------------------------------------------------------
+def static_slice_params(b: GraphBuilder, node: Node) -> list[tuple[int, int, int, int]]:
+    """(axis, first index, count, step) per sliced axis, from folded starts/ends/axes/steps."""
+    x = node.inputs[0]
+    rank = b.rank(x)
+    starts, ends = b.value(node.inputs[1]), b.value(node.inputs[2])
+    axes = b.value(node.input(3)) if node.input(3) else np.arange(len(starts))
+    steps = b.value(node.input(4)) if node.input(4) else np.ones(len(starts), np.int64)
+    out = []
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = int(axis) % rank
+        dim = b.shape(x)[axis]
+        idx = range(dim)[slice(int(max(min(start, INT64_MAX // 2), -INT64_MAX // 2)),
+                               int(max(min(end, INT64_MAX // 2), -INT64_MAX // 2)), int(step))]
+        if len(idx) == dim and step == 1:
+            continue
+        if axis == 0:
+            raise NotImplementedError("Slice along the batch axis")
+        out.append((axis, idx.start if len(idx) else 0, len(idx), int(step)))
+    return out
+
+
+def place_strided(b: GraphBuilder, g: str, rank: int, axis: int, dim: int, first: int, count: int,
+                  step: int, static_shape: list[int]) -> str:
+    """Adjoint of taking ``count`` elements from ``first`` with stride ``step`` along ``axis``."""
+    if step < 0:  # taken in decreasing order: reverse, then it is an increasing stride
+        g, first, step = reverse_axis(b, g, axis), first + (count - 1) * step, -step
+    if step > 1:  # interleave step-1 zeros after every element
+        spread = b.op("Unsqueeze", g, b.ints([axis + 1]))
+        spread = pad_axis(b, spread, rank + 1, axis + 1, 0, step - 1)
+        g = b.op("Reshape", spread, b.ints([0] * axis + [-1] + static_shape[axis + 1:]))
+        length = min(count * step, dim - first)
+        if length < count * step:
+            g = slice_axis(b, g, axis, 0, length)
+        count = length
+    return pad_axis(b, g, rank, axis, first, dim - first - count)
+
+
+@vjp("Slice")
+def vjp_slice(b, node, grads, needs):
+    x, g = node.inputs[0], grads[0]
+    if not (b.has_value(node.inputs[1]) and b.has_value(node.inputs[2])):
+        return [dynamic_slice_grad(b, node, g)] + [None] * (len(node.inputs) - 1)
+    rank = b.rank(x)
+    shape = list(b.shape(node.outputs[0]))
+    for axis, first, count, step in static_slice_params(b, node):
+        g = place_strided(b, g, rank, axis, b.shape(x)[axis], first, count, step, shape)
+        shape[axis] = b.shape(x)[axis]
+    return [g] + [None] * (len(node.inputs) - 1)
+
+
+def dynamic_slice_grad(b: GraphBuilder, node: Node, g: str) -> str:
+    """Step-1 slice whose starts/ends are graph inputs (the LAM window): pad back, pads in-graph."""
+    x = node.inputs[0]
+    rank = b.rank(x)
+    axes = [int(a) % rank for a in b.value(node.input(3))] if node.input(3) else list(range(rank))
+    if node.input(4) and np.any(b.value(node.input(4)) != 1):
+        raise NotImplementedError("Slice with image-dependent bounds and a step other than 1")
+    dims = b.ints([b.shape(x)[a] for a in axes])
+    starts = b.op("Cast", node.inputs[1], to=7)
+    ends = b.op("Min", b.op("Cast", node.inputs[2], to=7), dims)
+    begin_pad, end_pad = [b.ints([0])] * rank, [b.ints([0])] * rank
+    for i, axis in enumerate(axes):
+        begin_pad[axis] = slice_axis(b, starts, 0, i, i + 1)
+        end_pad[axis] = slice_axis(b, b.op("Sub", dims, ends), 0, i, i + 1)
+    pads = b.op("Concat", *begin_pad, *end_pad, axis=0)
+    return b.op("Pad", g, pads, mode="constant")
+
+
+# ---- Gather ------------------------------------------------------------------------------------
+def one_hot(indices: np.ndarray, depth: int) -> np.ndarray:
+    m = np.zeros((indices.size, depth), np.float32)
+    m[np.arange(indices.size), indices.reshape(-1) % depth] = 1.0
+    return m
+
+
+@vjp("Gather")
+def vjp_gather(b, node, grads, needs):
+    x, g = node.inputs[0], grads[0]
+    rank = b.rank(x)
+    axis = int(node.attrs.get("axis", 0)) % rank
+    dim = b.shape(x)[axis]
+    idx = np.asarray(b.value(node.inputs[1]))
+    if idx.ndim == 0:  # one slice: put it back at its index
+        row = b.op("Unsqueeze", g, b.ints([axis]))
+        i = int(idx) % dim
+        return [pad_axis(b, row, rank, axis, i, dim - i - 1), None]
+    if idx.ndim > 1:  # merge the index dims into one
+        static = list(b.shape(node.outputs[0]))
+        g = b.op("Reshape", g, b.ints([0] * axis + [idx.size] + static[axis + idx.ndim:]))
+    perm = [i for i in range(rank) if i != axis] + [axis]
+    moved = b.op("Transpose", g, perm=perm)
+    scattered = b.op("MatMul", moved, b.const(one_hot(idx, dim)))
+    return [b.op("Transpose", scattered, perm=[int(i) for i in np.argsort(perm)]), None]
+
+
+@vjp("GatherND")
+def vjp_gather_nd(b, node, grads, needs):
+    """batch_dims = 0 with constant indices: a one-hot matrix over the indexed leading dims."""
+    if int(node.attrs.get("batch_dims", 0)) != 0:
+        raise NotImplementedError("GatherND with batch_dims > 0")
+    x = node.inputs[0]
+    idx = np.asarray(b.value(node.inputs[1]))
+    k = idx.shape[-1]
+    lead = b.shape(x)[:k]
+    flat = np.ravel_multi_index(tuple(np.mod(idx.reshape(-1, k), lead).T), lead)
+    g = b.op("Reshape", grads[0], b.ints([flat.size, -1]))
+    placed = b.op("MatMul", b.const(one_hot(flat, int(np.prod(lead))).T.copy()), g)
+    return [b.reshape_like(placed, x), None]
+
+
+# ---- Pad -----------------------------------------------------------------------------------------
+@vjp("Pad")
+def vjp_pad(b, node, grads, needs):
+    x, g = node.inputs[0], grads[0]
+    rank = b.rank(x)
+    mode = node.attrs.get("mode", "constant")
+    raw = [int(p) for p in b.value(node.inputs[1])]
+    axes = [int(a) % rank for a in b.value(node.input(3))] if node.input(3) else list(range(rank))
+    n = len(axes)
+    for i, axis in enumerate(axes):
+        begin, end = raw[i], raw[n + i]
+        if begin or end:
+            g = unpad_axis(b, g, rank, axis, b.shape(x)[axis], begin, end, mode)
+    return [g] + [None] * (len(node.inputs) - 1)
+
+
+def unpad_axis(b: GraphBuilder, g: str, rank: int, axis: int, dim: int, begin: int, end: int,
+               mode: str) -> str:
+    """Adjoint of padding one axis: keep the interior and fold the border rows back onto it."""
+    if begin < 0 or end < 0:  # negative pads crop: their adjoint pads with zeros
+        if mode != "constant":
+            raise NotImplementedError(f"negative pads in {mode} mode")
+        g = pad_axis(b, g, rank, axis, max(-begin, 0), max(-end, 0))
+        begin, end = max(begin, 0), max(end, 0)
+    interior = slice_axis(b, g, axis, begin, begin + dim)
+    if mode == "constant":
+        return interior
+    folds = [interior]
+    if begin:
+        head = slice_axis(b, g, axis, 0, begin)
+        folds.append(fold_border(b, head, rank, axis, dim, begin, at_start=True, mode=mode))
+    if end:
+        tail = slice_axis(b, g, axis, begin + dim, begin + dim + end)
+        folds.append(fold_border(b, tail, rank, axis, dim, end, at_start=False, mode=mode))
+    return b.op("Sum", *folds) if len(folds) > 1 else interior
+
+
+def fold_border(b: GraphBuilder, part: str, rank: int, axis: int, dim: int, width: int,
+                at_start: bool, mode: str) -> str:
+    """Where the padded rows came from, as a zero-padded tensor of the interior's size."""
+    if mode == "edge":
+        row = b.reduce_sum(part, [axis], keepdims=True)
+        return pad_axis(b, row, rank, axis, 0 if at_start else dim - 1, dim - 1 if at_start else 0)
+    if mode == "reflect":  # pad row j mirrors interior row width - j (start) / dim - 2 - j (end)
+        if width >= dim:
+            raise NotImplementedError("reflect padding wider than the tensor")
+        rev = reverse_axis(b, part, axis)
+        if at_start:
+            return pad_axis(b, rev, rank, axis, 1, dim - 1 - width)
+        return pad_axis(b, rev, rank, axis, dim - 1 - width, 1)
+    if mode == "wrap":
+        return pad_axis(b, part, rank, axis, dim - width if at_start else 0, 0 if at_start else dim - width)
+    raise NotImplementedError(f"Pad mode {mode}")
+
+
+# ---- pixel shuffles ------------------------------------------------------------------------------
+@vjp("DepthToSpace")
+def vjp_depth_to_space(b, node, grads, needs):
+    bs = int(node.attrs["blocksize"])
+    if node.attrs.get("mode", "DCR") == "DCR":
+        return [b.op("SpaceToDepth", grads[0], blocksize=bs)]
+    n, c, h, w = b.shape(node.outputs[0])
+    split = batch_reshape(b, grads[0], [n, c, h // bs, bs, w // bs, bs])
+    moved = b.op("Transpose", split, perm=[0, 1, 3, 5, 2, 4])
+    return [batch_reshape(b, moved, [n, c * bs * bs, h // bs, w // bs])]
+
+
+@vjp("SpaceToDepth")
+def vjp_space_to_depth(b, node, grads, needs):
+    return [b.op("DepthToSpace", grads[0], blocksize=int(node.attrs["blocksize"]), mode="DCR")]
