@@ -1,0 +1,169 @@
+"""lam_trt.images against Pillow's own decoding and the LAM-SPEC conventions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lam_trt.errors import InputError
+from lam_trt.images import hr_to_lr, load_image, save_png
+
+H, W = 12, 10
+RNG = np.random.default_rng(0)
+RGB8 = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
+ALPHA8 = RNG.integers(0, 256, (H, W), dtype=np.uint8)
+GRAY8 = RNG.integers(0, 256, (H, W), dtype=np.uint8)
+GRAY16 = RNG.integers(0, 65536, (H, W), dtype=np.uint16)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of [h, w, 3] floats, written out independently of lam_trt."""
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+
+
+def pil_image(mode: str) -> tuple[Image.Image, np.ndarray]:
+    """A PIL image in ``mode`` and its expected colour content as float [h, w, 1 or 3]."""
+    if mode == "L":
+        return Image.fromarray(GRAY8), GRAY8[..., None] / 255.0
+    if mode == "LA":
+        img = Image.merge("LA", [Image.fromarray(GRAY8), Image.fromarray(ALPHA8)])
+        return img, GRAY8[..., None] / 255.0
+    if mode == "RGB":
+        return Image.fromarray(RGB8), RGB8 / 255.0
+    if mode == "RGBA":
+        return Image.fromarray(np.dstack([RGB8, ALPHA8])), RGB8 / 255.0
+    if mode == "P":
+        img = Image.fromarray(RGB8).quantize(16)
+        return img, np.asarray(img.convert("RGB")) / 255.0
+    if mode == "I;16":
+        return Image.fromarray(GRAY16), GRAY16[..., None] / 65535.0
+    raise AssertionError(mode)
+
+
+FORMATS = {"png": ["L", "LA", "RGB", "RGBA", "P", "I;16"], "tiff": ["L", "RGB", "RGBA", "I;16"],
+           "bmp": ["L", "RGB", "P"], "jpeg": ["L", "RGB"]}
+CASES = [(fmt, mode) for fmt, modes in FORMATS.items() for mode in modes]
+
+
+@pytest.mark.parametrize("fmt,mode", CASES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_files_in_every_mode(tmp_path, fmt, mode, channels):
+    img, expected = pil_image(mode)
+    path = tmp_path / f"image.{fmt}"
+    img.save(path)
+    if fmt == "jpeg":  # lossy: compare against what Pillow decodes, not what was written
+        with Image.open(path) as decoded:
+            expected = np.asarray(decoded.convert("RGB" if mode == "RGB" else "L")) / 255.0
+            expected = expected if expected.ndim == 3 else expected[..., None]
+    out = load_image(path, channels)
+    assert out.dtype == np.float32 and out.shape == (channels, H, W)
+    if channels == 3 and expected.shape[2] == 1:
+        expected = np.repeat(expected, 3, axis=2)
+    if channels == 1 and expected.shape[2] == 3:
+        expected = luma(expected)[..., None]
+    np.testing.assert_allclose(out, expected.transpose(2, 0, 1), atol=1e-6)
+
+
+def test_sixteen_bit_keeps_precision(tmp_path):
+    path = tmp_path / "g16.png"
+    Image.fromarray(GRAY16).save(path)
+    out = load_image(path, 1)[0]
+    np.testing.assert_array_equal(np.round(out.astype(np.float64) * 65535), GRAY16)
+
+
+def test_pil_image_and_arrays_agree():
+    reference = load_image(Image.fromarray(RGB8), 3)
+    np.testing.assert_array_equal(load_image(RGB8, 3), reference)
+    np.testing.assert_array_equal(load_image(RGB8.transpose(2, 0, 1).copy(), 3), reference)
+    np.testing.assert_array_equal(load_image(RGB8.astype(np.float32) / 255, 3), reference)
+    rgba = np.dstack([RGB8, ALPHA8])
+    np.testing.assert_array_equal(load_image(rgba, 3), reference)
+    u16 = RGB8.astype(np.uint16) * 257  # 8-bit k -> 16-bit k * 257: same value in [0, 1]
+    np.testing.assert_allclose(load_image(u16, 3), reference, atol=1e-7)
+
+
+def test_gray_arrays():
+    out = load_image(GRAY8, 3)
+    assert out.shape == (3, H, W)
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(load_image(GRAY8[None], 1)[0], GRAY8 / np.float32(255))
+    np.testing.assert_array_equal(load_image(GRAY8 > 127, 1)[0], (GRAY8 > 127).astype(np.float32))
+
+
+def test_small_ambiguous_array_reads_as_chw():
+    chw = RNG.random((3, 4, 4), dtype=np.float32)
+    np.testing.assert_array_equal(load_image(chw, 3), chw)
+
+
+@pytest.mark.parametrize("channels", [0, 2, 4])
+def test_unsupported_model_channels(channels):
+    with pytest.raises(InputError, match=f"{channels} input channels"):
+        load_image(RGB8, channels)
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.zeros((H, W, 2), np.uint8), "channels"),
+    (np.zeros((2, H, W, 3), np.uint8), "2-D or 3-D"),
+    (np.full((H, W), 2.0, np.float32), r"\[0, 1\]"),
+    (np.full((H, W), np.nan, np.float32), "NaN"),
+    (np.zeros((H, W), np.int64), "dtype"),
+    (np.zeros((0, W), np.uint8), "empty"),
+])
+def test_bad_arrays(array, message):
+    with pytest.raises(InputError, match=message):
+        load_image(array, 3)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(InputError, match="not found: .*missing.png"):
+        load_image(tmp_path / "missing.png", 3)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(InputError, match="notes.png"):
+        load_image(text, 3)
+    truncated = tmp_path / "cut.png"
+    Image.fromarray(RGB8).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    with pytest.raises(InputError, match="cut.png"):
+        load_image(truncated, 3)
+    with pytest.raises(InputError, match="not an image file"):
+        load_image(tmp_path, 3)
+    with pytest.raises(InputError, match="list"):
+        load_image([1, 2, 3], 3)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_hr_to_lr_matches_pil_rgb_resize(scale):
+    hr8 = RNG.integers(0, 256, (29, 35, 3), dtype=np.uint8)
+    h, w = 29 // scale, 35 // scale
+    expected = np.asarray(Image.fromarray(hr8[:h * scale, :w * scale]).resize(
+        (w, h), Image.BICUBIC)).transpose(2, 0, 1) / 255.0
+    lr = hr_to_lr(hr8.transpose(2, 0, 1) / np.float32(255), scale)
+    assert lr.shape == (3, h, w) and lr.dtype == np.float32
+    assert np.abs(lr - expected).max() <= 1 / 255 + 1e-6
+
+
+def test_hr_to_lr_keeps_sixteen_bit_precision():
+    ramp = np.linspace(0.25, 0.25 + 16 / 65535, 64, dtype=np.float32)  # below one 8-bit step
+    lr = hr_to_lr(np.tile(ramp, (1, 8, 1)), 4)
+    assert np.all(np.diff(lr[0, 1, 1:-1]) > 0)  # every LR pixel still distinct and increasing
+
+
+def test_hr_to_lr_errors():
+    with pytest.raises(InputError, match="smaller than the scale"):
+        hr_to_lr(np.zeros((3, 3, 3), np.float32), 4)
+    with pytest.raises(InputError, match="positive integer"):
+        hr_to_lr(np.zeros((3, 8, 8), np.float32), 0)
+
+
+def test_save_png_round_trip(tmp_path):
+    chw = RGB8.transpose(2, 0, 1) / np.float32(255)
+    path = save_png(tmp_path / "sub" / "out.png", chw)
+    with Image.open(path) as img:
+        assert img.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(img), RGB8)
+    save_png(tmp_path / "gray.png", GRAY8)
+    with Image.open(tmp_path / "gray.png") as img:
+        assert img.mode == "L"
+        np.testing.assert_array_equal(np.asarray(img), GRAY8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gray.png", "sub"]  # no temp files left
