@@ -12,7 +12,7 @@ import numpy as np
 
 from lam_trt.errors import InputError, ModelError
 
-MIN_OPSET = 11
+MIN_OPSET = 9
 TARGET_OPSET = 18  # axes-as-input everywhere; LayerNormalization and GroupNormalization exist
 IMAGE_TYPES = (onnx.TensorProto.FLOAT,)
 
@@ -106,27 +106,49 @@ def canonicalise(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def constant(name: str, values, dtype: str) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(values, dtype=dtype)))
+
+
+def attrs_to_inputs(node: onnx.NodeProto, attrs: dict, names: list[tuple[str, str, object]],
+                    **extra) -> list[onnx.NodeProto]:
+    """Move attributes (name, dtype, default) to inputs, in order ("" where absent)."""
+    nodes, inputs = [], [node.input[0]]
+    for attr, dtype, default in names:
+        value = attrs.pop(attr, default)
+        if value is None:
+            inputs.append("")
+            continue
+        const = f"{node.output[0]}__{attr}"
+        nodes.append(constant(const, value, dtype))
+        inputs.append(const)
+    while inputs and inputs[-1] == "":
+        inputs.pop()
+    attrs.update(extra)
+    return nodes + [helper.make_node(node.op_type, inputs, list(node.output), name=node.name, **attrs)]
+
+
 def canonical_node(node: onnx.NodeProto, source: int) -> list[onnx.NodeProto]:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     op = node.op_type
     if op in AXES_TO_INPUT_AT and source < AXES_TO_INPUT_AT[op] and "axes" in attrs:
-        axes_name = f"{node.output[0]}__axes"
-        const = helper.make_node("Constant", [], [axes_name], value=numpy_helper.from_array(
-            np.array(attrs.pop("axes"), dtype="int64")))
-        return [const, helper.make_node(op, [node.input[0], axes_name], list(node.output),
-                                        name=node.name, **attrs)]
+        return attrs_to_inputs(node, attrs, [("axes", "int64", None)])
     if op == "Split" and source < 13 and "split" in attrs:
-        split_name = f"{node.output[0]}__split"
-        const = helper.make_node("Constant", [], [split_name], value=numpy_helper.from_array(
-            np.array(attrs.pop("split"), dtype="int64")))
-        return [const, helper.make_node(op, [node.input[0], split_name], list(node.output),
-                                        name=node.name, **attrs)]
+        return attrs_to_inputs(node, attrs, [("split", "int64", None)])
     if op == "Split" and len(node.input) < 2 and "num_outputs" not in attrs:
         attrs["num_outputs"] = len(node.output)
         return [helper.make_node(op, list(node.input), list(node.output), name=node.name, **attrs)]
+    if op == "Pad" and source < 11:
+        return attrs_to_inputs(node, attrs, [("pads", "int64", None), ("value", "float32", 0.0)])
+    if op == "Clip" and source < 11:
+        return attrs_to_inputs(node, attrs, [("min", "float32", None), ("max", "float32", None)])
+    if op == "Slice" and source < 10:
+        return attrs_to_inputs(node, attrs, [("starts", "int64", None), ("ends", "int64", None),
+                                             ("axes", "int64", None)])
     if op in ("Softmax", "LogSoftmax") and source < 13 and attrs.get("axis", 1) != -1:
         return coerced_softmax(node, attrs)
-    if op == "Upsample":
+    if op == "Upsample" or (op == "Resize" and source < 11):
+        # Upsample-9 and Resize-10 sample at x_out / scale (asymmetric), nearest rounding down
         mode = attrs.get("mode", "nearest")
         return [helper.make_node("Resize", [node.input[0], "", node.input[1]], list(node.output),
                                  name=node.name, mode=mode, coordinate_transformation_mode="asymmetric",

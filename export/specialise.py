@@ -201,20 +201,59 @@ def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
 # ---- keeping the batch dynamic ----------------------------------------------------------------
 def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
     """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs."""
+    axes = {graph.input_name: 0}
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.nodes:
+        axis = batch_axis(graph, node, axes, data)
+        axes.update({o: axis for o in node.output if o})
         if node.op_type == "Reshape" and node.input[1] not in data:
-            out_shape = graph.shapes[node.output[0]]
+            out_shape = list(graph.shapes[node.output[0]])
+            out_shape[axis] = -1
             name = f"{node.output[0]}__batch_shape"
-            add_constant(graph, name, np.array([-1, *out_shape[1:]], np.int64))
+            add_constant(graph, name, np.array(out_shape, np.int64))
             node = copy_with_input(node, 1, name)
-        elif node.op_type == "Resize" and len(node.input) > 3 and node.input[3] and node.input[3] not in data:
+        elif (node.op_type == "Resize" and len(node.input) > 3 and node.input[3] and node.input[3] not in data
+              and not any(a.name == "axes" for a in node.attribute)):
             new_nodes += batch_sized(graph, node)
             node = copy_with_input(node, 3, f"{node.output[0]}__batch_sizes")
         elif node.op_type == "Concat":
             new_nodes, node = expand_constant_operands(graph, node, data, new_nodes)
         new_nodes.append(node)
     graph.nodes = new_nodes
+
+
+def batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int], data: set[str]) -> int:
+    """Which axis of the node's output carries the batch, given where its data input has it."""
+    source = next((i for i in node.input if i in axes), None)
+    if source is None or not node.output or node.output[0] not in graph.shapes:
+        return 0
+    axis, in_shape, out_shape = axes[source], graph.shapes[source], graph.shapes[node.output[0]]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Transpose":
+        perm = list(attrs.get("perm", reversed(range(len(in_shape)))))
+        return perm.index(axis)
+    if node.op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+        return matching_axis(in_shape, axis, out_shape)
+    if node.op_type in ("Gather", "GatherND") and source == node.input[0]:
+        idx = graph.values.get(node.input[1])
+        ndim = idx.ndim if idx is not None else 1
+        if node.op_type == "Gather":
+            gathered = int(attrs.get("axis", 0)) % len(in_shape)
+            return axis + ndim - 1 if gathered < axis else axis
+        k = idx.shape[-1] if idx is not None else 0
+        return axis - k + ndim - 1 if axis >= k else 0
+    return max(axis + len(out_shape) - len(in_shape), 0)
+
+
+def matching_axis(in_shape, axis: int, out_shape) -> int:
+    """The output axis that starts where the batch axis started (same element count before it)."""
+    before = int(np.prod(in_shape[:axis]))
+    count = 1
+    for j, d in enumerate(out_shape):
+        if count == before and d % max(in_shape[axis], 1) == 0:
+            return j
+        count *= d
+    return 0
 
 
 def add_constant(graph: ForwardGraph, name: str, value: np.ndarray) -> None:
@@ -242,8 +281,12 @@ def batch_shape_nodes(graph: ForwardGraph, like: str, rest: list[int], out: str)
 
 
 def batch_sized(graph: ForwardGraph, node: onnx.NodeProto) -> list[onnx.NodeProto]:
-    sizes = [int(s) for s in graph.values[node.input[3]]]
-    return batch_shape_nodes(graph, node.input[0], sizes[1:], f"{node.output[0]}__batch_sizes")
+    """Resize sizes as [runtime batch, *static rest]; rules still read the batch-1 value."""
+    sizes = np.asarray(graph.values[node.input[3]], np.int64)
+    name = f"{node.output[0]}__batch_sizes"
+    nodes = batch_shape_nodes(graph, node.input[0], [int(s) for s in sizes[1:]], name)
+    graph.values[name], graph.shapes[name], graph.dtypes[name] = sizes, sizes.shape, onnx.TensorProto.INT64
+    return nodes
 
 
 def expand_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[str], new_nodes):

@@ -38,10 +38,10 @@ def vjp_gemm(b, node, grads, needs):
     g = b.op("Mul", g, b.const(alpha)) if alpha != 1.0 else g
     result: list = [None] * len(node.inputs)
     if needs[0]:  # d op(A) = g op(B)^T
-        result[0] = b.op("Gemm", c, g, transA=1 - trans_b, transB=1) if trans_a else \
+        result[0] = b.op("Gemm", c, g, transA=trans_b, transB=1) if trans_a else \
             b.op("Gemm", g, c, transA=0, transB=1 - trans_b)
     if needs[1]:  # d op(B) = op(A)^T g
-        result[1] = b.op("Gemm", g, a, transA=1, transB=1 - trans_a) if trans_b else \
+        result[1] = b.op("Gemm", g, a, transA=1, transB=trans_a) if trans_b else \
             b.op("Gemm", a, g, transA=1 - trans_a, transB=0)
     if len(needs) > 2 and needs[2]:
         scaled = b.op("Mul", grads[0], b.const(beta))

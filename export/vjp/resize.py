@@ -28,7 +28,7 @@ def resize_probe(b: GraphBuilder, node: Node, axis: int):
     roi = numpy_helper.from_array(np.zeros(0, np.float32), "roi")
 
     def make(probe_shape: list[int]):
-        if node.input(2):
+        if node.input(2) and b.value(node.input(2)).size:
             scales = [1.0] * rank
             scales[axis] = float(full_rank(node, b.value(node.input(2)), rank, 1.0)[axis])
             arg = numpy_helper.from_array(np.array(scales, np.float32), "scales")
