@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -72,9 +73,20 @@ def assemble(b: GraphBuilder, fwd: ForwardGraph, source: onnx.ModelProto, input_
                               producer_name="lam-trt", ir_version=fwd.ir_version)
     meta = {"lam_trt.graph_format": GRAPH_FORMAT, "lam_trt.input_shape": f"{c}x{h}x{w}",
             "lam_trt.output_shape": f"{c_out}x{h_out}x{w_out}", "lam_trt.detector": f"gradient/{reduce}",
-            "lam_trt.source_sha256": model_sha256(source)}
+            "lam_trt.source_sha256": model_sha256(source),
+            "lam_trt.activation_bytes_per_item": str(activation_bytes(fwd))}
     helper.set_model_props(model, meta)
     return model
+
+
+def activation_bytes(fwd: ForwardGraph) -> int:
+    """Bytes of forward activations one path image keeps alive for the backward pass."""
+    total = 0
+    for node in fwd.nodes:
+        for out in node.output:
+            if out in fwd.shapes:
+                total += 4 * int(np.prod(fwd.shapes[out], dtype=np.int64))
+    return total
 
 
 def save_attribution_graph(model: onnx.ModelProto, path: str | os.PathLike) -> None:

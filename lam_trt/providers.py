@@ -1,0 +1,53 @@
+"""Execution providers: what this onnxruntime offers, and the one a user asked for."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from lam_trt.errors import ProviderError
+
+ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "cpu": "CPUExecutionProvider"}
+AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+def available() -> list[str]:
+    """lam-trt names of the providers this onnxruntime build has."""
+    have = set(ort.get_available_providers())
+    return [name for name in AUTO_ORDER if ORT_NAMES[name] in have]
+
+
+def resolve(name: str) -> str:
+    """``auto`` -> the best available; a named one -> itself, or a clear error when missing."""
+    name = name.lower()
+    if name == "auto":
+        return available()[0]
+    if name not in ORT_NAMES:
+        raise ProviderError(f"unknown provider {name!r}; choose one of auto, {', '.join(ORT_NAMES)}")
+    if name not in available():
+        hint = " (install the GPU extra: pip uninstall onnxruntime && pip install 'lam-trt[gpu]')" \
+            if name != "cpu" else ""
+        raise ProviderError(f"provider {name!r} is not available in this onnxruntime "
+                            f"(has: {', '.join(available())}){hint}")
+    return name
+
+
+def session_providers(name: str, cache_dir: Path | None = None, fp16: bool = False) -> list[Any]:
+    """The provider list for an InferenceSession, with fallbacks (TensorRT -> CUDA -> CPU)."""
+    chain = AUTO_ORDER[AUTO_ORDER.index(name):]
+    providers: list[Any] = []
+    for p in chain:
+        if p not in available():
+            continue
+        if p == "tensorrt":
+            opts = {"trt_fp16_enable": fp16, "trt_engine_cache_enable": cache_dir is not None}
+            if cache_dir is not None:
+                opts["trt_engine_cache_path"] = str(cache_dir / "trt")
+            providers.append((ORT_NAMES[p], opts))
+        elif p == "cuda":
+            providers.append((ORT_NAMES[p], {"use_tf32": 0}))
+        else:
+            providers.append(ORT_NAMES[p])
+    return providers
