@@ -1,0 +1,200 @@
+"""Checkpoints (.pth, .pt, .ckpt, .safetensors) -> PyTorch modules ready for ONNX export.
+
+A checkpoint is loaded either into a zoo architecture named by the user (``strict=True``), or
+into whatever architecture spandrel detects from its keys (SwinIR, HAT, RCAN, ESRGAN, Compact,
+SPAN, DAT, ...). From spandrel only the bare network (``descriptor.model``) is kept: its
+descriptor's ``__call__`` pads and clamps, which would hide the model's true gradients.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from lam_trt.errors import InputError
+
+from . import zoo
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
+# Where training frameworks nest the weights; the first one present wins.
+_NESTED_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net_g", "generator", "net")
+_PREFIXES = ("module.", "model.", "net_g.", "generator.", "net.")
+# The first convolution of each zoo network: it tells the input channels and the width.
+_FIRST_CONV = {
+    "fsrcnn": "first_part.0.weight",
+    "edsr": "head.0.weight",
+    "carn": "entry.weight",
+    "msrn": "head.0.weight",
+    "rrdbnet": "conv_first.weight",
+    "imdn": "fea_conv.weight",
+    "rfdn": "fea_conv.weight",
+    "pan": "conv_first.weight",
+    "rcan": "head.0.weight",
+    "rnan": "head.0.weight",
+    "san": "head.0.weight",
+    "swinir": "conv_first.weight",
+}
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for export, with what the exporter and the report need to know."""
+
+    module: nn.Module
+    architecture: str
+    scale: int
+    in_channels: int
+    fixed_size: bool  # window attention and similar: the ONNX graph must fix H and W
+    size_multiple: int = 1
+    min_size: int = 1
+    source: str = "random-init"
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the weights of a checkpoint file, unwrapping the usual training containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise InputError(f"{path.name}: expected a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise InputError(f"{path.name}: not a readable safetensors file ({_first_line(e)})") from e
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # pickled code objects are refused by weights_only, corrupt files fail too
+        raise InputError(
+            f"{path.name}: cannot read the weights ({_first_line(e)}); save model.state_dict() instead"
+        ) from e
+    return _unwrap(obj, path.name)
+
+
+def _unwrap(obj: Any, name: str) -> dict[str, torch.Tensor]:
+    while isinstance(obj, Mapping) and not _is_state_dict(obj):
+        nested = next((obj[k] for k in _NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if nested is None:
+            break
+        obj = nested
+    if not isinstance(obj, Mapping) or not _is_state_dict(obj):
+        raise InputError(f"{name}: no tensor weights found (expected a state dict)")
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    for prefix in _PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return bool(obj) and any(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def build_zoo_model(
+    arch: str,
+    state: Mapping[str, torch.Tensor] | None = None,
+    *,
+    scale: int = 4,
+    width: int | None = None,
+    depth: int | None = None,
+    source: str = "random-init",
+) -> LoadedModel:
+    """A zoo network, with ``state`` loaded strictly when given (width and channels read from it)."""
+    arch = arch.lower()
+    in_channels = 3
+    if state is not None and _FIRST_CONV.get(arch) in state:
+        first = state[_FIRST_CONV[arch]]
+        in_channels = first.shape[1] // ({1: 16, 2: 4}.get(scale, 1) if arch == "rrdbnet" else 1)
+        width = width or int(first.shape[0])
+    module = zoo.build(arch, scale=scale, width=width, depth=depth, in_channels=in_channels)
+    if state is not None:
+        _load_strict(module, state, arch)
+    fixed = arch in zoo.FIXED_SIZE
+    multiple = getattr(module, "window_size", 1) if fixed else 1
+    return LoadedModel(module, arch, scale, in_channels, fixed, multiple, source=source)
+
+
+def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], arch: str) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched))
+            if keys
+        ]
+        raise InputError(
+            f"the checkpoint does not fit {arch} at this --scale/--width/--depth: {'; '.join(parts)}"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def load_with_spandrel(state: Mapping[str, torch.Tensor], source: str) -> LoadedModel:
+    """Detect the architecture with spandrel and keep its bare network."""
+    try:
+        import spandrel
+    except ImportError as e:
+        raise InputError("detecting the architecture needs spandrel: pip install 'lam-trt[export]'") from e
+    try:
+        descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(dict(state))
+    except spandrel.UnsupportedModelError:
+        raise InputError(f"{source}: spandrel does not recognise this architecture; name it with --arch") from None
+    except Exception as e:
+        raise InputError(f"{source}: spandrel could not load it ({_first_line(e)})") from e
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise InputError(f"{source}: {descriptor.architecture.name} is not a single-image restoration model")
+    req = descriptor.size_requirements
+    # spandrel pads transformer inputs to the window size inside forward(); ONNX would freeze that
+    fixed = req.multiple_of > 1 or req.square or _window_size(descriptor.model) > 1
+    return LoadedModel(
+        descriptor.model.eval(),
+        descriptor.architecture.id,
+        descriptor.scale,
+        descriptor.input_channels,
+        fixed,
+        max(req.multiple_of, _window_size(descriptor.model)),
+        max(req.minimum, 1),
+        source,
+    )
+
+
+def _window_size(model: nn.Module) -> int:
+    size = getattr(model, "window_size", 1)
+    return size if isinstance(size, int) else 1
+
+
+def load_model(
+    checkpoint: str | Path | None = None,
+    *,
+    arch: str | None = None,
+    scale: int | None = None,
+    width: int | None = None,
+    depth: int | None = None,
+) -> LoadedModel:
+    """Dispatch: a zoo architecture (random weights or a checkpoint) or spandrel detection."""
+    if checkpoint is None:
+        if arch is None:
+            raise InputError("give a checkpoint, or --arch NAME with --random-init")
+        return build_zoo_model(arch, scale=scale or 4, width=width, depth=depth)
+    state = read_state_dict(checkpoint)
+    name = Path(checkpoint).name
+    if arch is not None:
+        return build_zoo_model(arch, state, scale=scale or 4, width=width, depth=depth, source=name)
+    if width is not None or depth is not None:
+        raise InputError("--width and --depth apply to --arch; spandrel reads them from the checkpoint")
+    loaded = load_with_spandrel(state, name)
+    if scale is not None and scale != loaded.scale:
+        raise InputError(f"{name} is a x{loaded.scale} model, not x{scale}")
+    return loaded
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

@@ -1,0 +1,204 @@
+"""PyTorch module -> ONNX file, checked against PyTorch in ONNX Runtime.
+
+The export uses the TorchScript exporter (``dynamo=False``) at opset 17, which every current
+ONNX Runtime provider and TensorRT accept. Batch, height and width are dynamic unless the
+architecture forbids it; a dynamic export is verified at a second size and batch 2, and falls
+back to a fixed size (with a warning) when the traced graph does not generalise.
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from lam_trt.errors import GateError, InputError, ModelError
+from lam_trt.io import write_bytes
+
+OPSET = 17
+TOLERANCE = 1e-4  # relative: max |onnxruntime - torch| / max |torch|
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+
+
+class ExportMismatchError(GateError):
+    """ONNX Runtime's output differs from PyTorch's by more than the tolerance (exit code 1)."""
+
+
+@dataclass
+class Check:
+    """ONNX Runtime against PyTorch on one random input."""
+
+    shape: tuple[int, ...]
+    max_abs_error: float
+    max_rel_error: float
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    opset: int
+    dynamic_batch: bool
+    dynamic_hw: bool
+    checks: list[Check]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(c.max_rel_error for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "opset": self.opset,
+            "dynamic_batch": self.dynamic_batch,
+            "dynamic_hw": self.dynamic_hw,
+            "checks": [vars(c) | {"shape": list(c.shape)} for c in self.checks],
+            "max_rel_error": self.max_rel_error,
+            "warnings": self.warnings,
+        }
+
+
+def export_onnx(
+    module: nn.Module,
+    path: str | Path,
+    *,
+    in_channels: int,
+    size: tuple[int, int] = (64, 64),
+    fixed_hw: bool = False,
+    metadata: dict[str, str] | None = None,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> ExportReport:
+    """Export ``module`` (one NCHW image in, one out) to ``path`` atomically and check it.
+
+    Raises ``ExportMismatchError`` after writing the file if ONNX Runtime differs from PyTorch
+    by more than ``tolerance`` (relative to the largest output magnitude).
+    """
+    module = module.eval()
+    h, w = size
+    gen = torch.Generator().manual_seed(seed)
+    sample = torch.rand(1, in_channels, h, w, generator=gen)
+    reference = _run_torch(module, sample)
+    notes: list[str] = []
+    dynamic_batch, dynamic_hw = True, not fixed_hw
+    data = _trace(module, sample, dynamic_batch, dynamic_hw)
+    if dynamic_hw and not _generalises(module, data, torch.rand(1, in_channels, h + 4, w + 8, generator=gen), tolerance):
+        dynamic_hw = False
+        notes.append(f"height and width fixed at {h}x{w}: the traced graph does not work at other sizes")
+        data = _trace(module, sample, dynamic_batch, dynamic_hw)
+    if not _generalises(module, data, torch.rand(2, in_channels, h, w, generator=gen), tolerance):
+        dynamic_batch = False
+        notes.append("batch fixed at 1: the traced graph does not work for other batch sizes")
+        data = _trace(module, sample, dynamic_batch, dynamic_hw)
+
+    checks = [_compare(data, sample, reference)]
+    if dynamic_batch or dynamic_hw:
+        shape = (2 if dynamic_batch else 1, in_channels, h + 4 * dynamic_hw, w + 8 * dynamic_hw)
+        probe = torch.rand(*shape, generator=gen)
+        with contextlib.suppress(RuntimeError, ValueError, InputError):  # shapes the model rejects
+            checks.append(_compare(data, probe, _run_torch(module, probe)))
+
+    proto = onnx.load_from_string(data)
+    _fix_output_dims(proto, reference.shape, dynamic_batch, dynamic_hw)
+    for key, value in (metadata or {}).items():
+        proto.metadata_props.add(key=key, value=value)
+    out = Path(path)
+    write_bytes(out, proto.SerializeToString())
+    report = ExportReport(out, OPSET, dynamic_batch, dynamic_hw, checks, notes)
+    if report.max_rel_error > tolerance:
+        raise ExportMismatchError(
+            f"onnxruntime differs from PyTorch by {report.max_rel_error:.3g} (relative) > {tolerance:g}; "
+            f"the model was written to {out} anyway"
+        )
+    return report
+
+
+def _fix_output_dims(proto: onnx.ModelProto, shape: tuple[int, ...], dynamic_batch: bool, dynamic_hw: bool) -> None:
+    """Write the output's static sizes where the exporter left names (fixed-size exports)."""
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    static = [not dynamic_batch, True, not dynamic_hw, not dynamic_hw]
+    for dim, value, fixed in zip(dims, shape, static):
+        if fixed:
+            dim.Clear()
+            dim.dim_value = int(value)
+
+
+def _run_torch(module: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        y = module(x.clone())
+    if not isinstance(y, torch.Tensor) or y.dim() != 4:
+        raise ModelError("the model must return one NCHW image tensor")
+    return y.float().numpy()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The TorchScript exporter warns about every Python-level shape computation it freezes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic_hw: bool) -> bytes:
+    axes_in: dict[int, str] = {0: "batch"} if dynamic_batch else {}
+    axes_out = dict(axes_in)
+    if dynamic_hw:
+        axes_in |= {2: "height", 3: "width"}
+        axes_out |= {2: "out_height", 3: "out_width"}
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        target = Path(tmp) / "model.onnx"
+        try:
+            torch.onnx.export(
+                module,
+                (sample,),
+                str(target),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: axes_in, OUTPUT_NAME: axes_out},
+                do_constant_folding=True,
+            )
+        except Exception as e:  # the exporter raises many types; report one line
+            raise ModelError(f"PyTorch could not export the model to ONNX: {_first_line(e)}") from e
+        return target.read_bytes()
+
+
+def _session(data: bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def _compare(data: bytes, x: torch.Tensor, reference: np.ndarray) -> Check:
+    got = _session(data).run(None, {INPUT_NAME: x.numpy()})[0]
+    if got.shape != reference.shape:
+        raise ModelError(f"onnxruntime output shape {got.shape} differs from PyTorch's {reference.shape}")
+    err = float(np.max(np.abs(got - reference)))
+    scale = float(np.max(np.abs(reference)))
+    return Check(tuple(x.shape), err, err / max(scale, 1e-12))
+
+
+def _generalises(module: nn.Module, data: bytes, probe: torch.Tensor, tolerance: float) -> bool:
+    """Does the graph traced at one shape also reproduce PyTorch at ``probe``'s shape?"""
+    try:
+        reference = _run_torch(module, probe)
+    except (RuntimeError, ValueError, InputError):
+        return True  # the architecture itself rejects this shape: nothing to learn here
+    try:
+        return _compare(data, probe, reference).max_rel_error <= tolerance
+    except Exception:  # onnxruntime shape errors: the traced graph froze a size
+        return False
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,154 @@
+"""``lam-trt export``: a PyTorch checkpoint or zoo architecture -> a checked ONNX file.
+
+PyTorch, spandrel and safetensors are the optional ``lam-trt[export]`` extra, imported only
+when this command runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from lam_trt.commands._common import err_console, handle_errors, out_console, print_json
+from lam_trt.errors import InputError
+from lam_trt.io import write_bytes
+
+DEFAULT_SIZE = "64x64"
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "export",
+        help="Export a checkpoint (.pth/.pt/.ckpt/.safetensors) or a zoo architecture to ONNX, "
+        "checked against PyTorch in onnxruntime.",
+    )(export)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64x48' -> (64, 48) as (height, width); '64' -> (64, 64)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        raise InputError(f"--size must look like HxW (e.g. 64x64), not {text!r}") from None
+    if len(parts) > 2 or h < 1 or w < 1:
+        raise InputError(f"--size must look like HxW with positive sizes, not {text!r}")
+    return h, w
+
+
+@handle_errors
+def export(
+    checkpoint: Optional[Path] = typer.Argument(None, help="Weights to export; the architecture is detected by spandrel unless --arch names it."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture: fsrcnn, edsr, carn, msrn, rrdbnet, imdn, rfdn, pan, rcan, rnan, san, swinir."),
+    random_init: bool = typer.Option(False, "--random-init", help="Export --arch with random weights (no checkpoint)."),
+    scale: Optional[int] = typer.Option(None, "--scale", help="Upscaling factor (zoo default 4; checked against a detected checkpoint)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Zoo: channel width (default: the published one, or read from the checkpoint)."),
+    depth: Optional[int] = typer.Option(None, "--depth", help="Zoo: number of blocks or groups (default: the published one)."),
+    size: str = typer.Option(DEFAULT_SIZE, "--size", help="LR input HxW used for tracing and the check; the fixed size where H and W cannot be dynamic."),
+    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
+    attribution_graph: Optional[Path] = typer.Option(None, "--attribution-graph", help="Also write the attribution graph for --size."),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest relative onnxruntime-vs-PyTorch error accepted (exit code 1 above)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    if checkpoint is not None and random_init:
+        raise InputError("give either a checkpoint or --random-init, not both")
+    if checkpoint is None and not (arch and random_init):
+        raise InputError("give a checkpoint, or --arch NAME --random-init")
+    h, w = parse_size(size)
+    torch = _import_torch()
+    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.torch_export import export_onnx
+
+    torch.manual_seed(0)  # --random-init exports are reproducible
+    loaded = load_model(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
+    if min(h, w) < loaded.min_size:
+        raise InputError(f"{loaded.architecture} needs inputs of at least {loaded.min_size} pixels, --size is {h}x{w}")
+    notes = _size_notes(loaded, h, w)
+    metadata = {
+        "lam_trt.architecture": loaded.architecture,
+        "lam_trt.scale": str(loaded.scale),
+        "lam_trt.source": loaded.source,
+    }
+    report = export_onnx(
+        loaded.module, output, in_channels=loaded.in_channels, size=(h, w),
+        fixed_hw=loaded.fixed_size, metadata=metadata, tolerance=tolerance,
+    )
+    notes += [n for n in report.warnings if not (loaded.fixed_size and n.startswith("height and width"))]
+    summary = _summary(loaded, report.to_dict(), notes)
+    if attribution_graph is not None:
+        _write_attribution_graph(output, attribution_graph, (loaded.in_channels, h, w))
+        summary["attribution_graph"] = {"path": str(attribution_graph), "input_shape": [loaded.in_channels, h, w]}
+    _print(summary, json_output)
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise InputError("lam-trt export needs PyTorch: pip install 'lam-trt[export]'") from None
+    return torch
+
+
+def _size_notes(loaded: Any, h: int, w: int) -> list[str]:
+    if not loaded.fixed_size:
+        return []
+    note = f"{loaded.architecture}: height and width fixed at {h}x{w} (window attention); attribute LR images of exactly this size"
+    if loaded.size_multiple > 1 and (h % loaded.size_multiple or w % loaded.size_multiple):
+        note += f"; {h}x{w} is not a multiple of the window size {loaded.size_multiple}, so the model pads it"
+    return [note]
+
+
+def _write_attribution_graph(model_path: Path, out: Path, input_shape: tuple[int, int, int]) -> None:
+    from lam_trt.export import build_attribution_graph, save_attribution_graph
+
+    graph = build_attribution_graph(str(model_path), input_shape)
+    if graph.ByteSize() < (1 << 31) - (1 << 24):
+        write_bytes(out, graph.SerializeToString())
+    else:  # beyond protobuf's 2 GB: weights go to a .data file beside it (not atomic)
+        save_attribution_graph(graph, out)
+
+
+def _summary(loaded: Any, report: dict, notes: list[str]) -> dict:
+    params = sum(p.numel() for p in loaded.module.parameters())
+    return {
+        "architecture": loaded.architecture,
+        "scale": loaded.scale,
+        "in_channels": loaded.in_channels,
+        "parameters": params,
+        "source": loaded.source,
+        **report,
+        "warnings": notes,
+    }
+
+
+def _print(summary: dict, json_output: bool) -> None:
+    if json_output:
+        print_json(summary)
+        return
+    dims = [name for name, on in (("batch", summary["dynamic_batch"]), ("height and width", summary["dynamic_hw"])) if on]
+    shapes = ", ".join("x".join(map(str, c["shape"])) for c in summary["checks"])
+    worst = max(summary["checks"], key=lambda c: c["max_rel_error"])
+    out_console.print(
+        f"exported {summary['architecture']} x{summary['scale']} ({summary['source']}, "
+        f"{_count(summary['parameters'])} parameters) -> {summary['path']}",
+        soft_wrap=True,
+    )
+    out_console.print(f"  opset {summary['opset']}, dynamic {', '.join(dims) if dims else 'nothing'}", soft_wrap=True)
+    out_console.print(
+        f"  onnxruntime vs PyTorch: max abs error {worst['max_abs_error']:.2e}, "
+        f"relative {worst['max_rel_error']:.2e} (inputs {shapes})",
+        soft_wrap=True,
+    )
+    if "attribution_graph" in summary:
+        shape = "x".join(map(str, summary["attribution_graph"]["input_shape"]))
+        out_console.print(f"  attribution graph for {shape} -> {summary['attribution_graph']['path']}", soft_wrap=True)
+    for note in summary["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {note}", soft_wrap=True)
+
+
+def _count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return str(n)

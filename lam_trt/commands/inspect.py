@@ -1,0 +1,61 @@
+"""``lam-trt inspect``: interface, size, cost, ops and receptive field of an ONNX SR model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lam_trt.commands._common import handle_errors, out_console, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "inspect",
+        help="Describe an ONNX SR model: inputs, outputs, scale, parameters, ops, ops without a "
+        "gradient rule, GFLOPs per LR pixel and the theoretical receptive field.",
+    )(inspect)
+
+
+@handle_errors
+def inspect(
+    model: Path = typer.Argument(..., help="ONNX model file."),
+    size: Optional[str] = typer.Option(None, "--size", help="LR input HxW to analyse at (default: the model's fixed size, else 64x64)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    from lam_trt.commands.export import parse_size
+    from lam_trt.export.inspect import inspect_model
+
+    report = inspect_model(model, parse_size(size) if size else None)
+    if json_output:
+        print_json(report)
+    else:
+        _print(model, report)
+
+
+def _shape(dims: list) -> str:
+    return "x".join(str(d) for d in dims)
+
+
+def _print(model: Path, report: dict) -> None:
+    table = Table(title=str(model), show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for io in ("inputs", "outputs"):
+        for item in report[io]:
+            table.add_row(io[:-1], f"{item['name']}  {_shape(item['shape'])}")
+    h, w = report["analysis_size"]
+    table.add_row("scale", f"x{report['scale']}")
+    table.add_row("channels", f"{report['channels']['input']} -> {report['channels']['output']}")
+    table.add_row("parameters", f"{report['parameters']:,}")
+    table.add_row("GFLOPs / LR pixel", f"{report['gflops_per_lr_pixel']:.4g}  (at {h}x{w})")
+    rf = report["receptive_field"]
+    table.add_row("receptive field", rf if isinstance(rf, str) else f"{rf} x {rf} LR pixels")
+    table.add_row("ops", ", ".join(f"{op} {n}" for op, n in report["ops"].items()))
+    missing = report["unsupported_ops"]
+    table.add_row(
+        "no gradient rule",
+        ", ".join(missing) if missing else report.get("unsupported_ops_note", "none (every op can be differentiated)"),
+    )
+    out_console.print(table, soft_wrap=True)
