@@ -17,11 +17,14 @@ import onnxruntime as ort
 import lam_trt
 from lam_trt import metrics
 from lam_trt.cache import GraphCache
+from lam_trt.crop import CropPlan, plan_crop
 from lam_trt.errors import InputError
+from lam_trt.export.inspect import inspect_model
 from lam_trt.export.source import image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
 from lam_trt.result import LAMResult
+from lam_trt.providers import resolve, session_providers
 from lam_trt.runner import GraphRunner
 
 
@@ -44,6 +47,8 @@ class Attributor:
         self.threads = threads
         self.internal_batch_size = internal_batch_size
         self._runners: dict[tuple[int, int, int], tuple[GraphRunner, dict[str, Any]]] = {}
+        self._forward: Optional[ort.InferenceSession] = None
+        self._fields: dict[tuple[int, int], Any] = {}
 
     def _input_channels(self) -> int:
         dims = static_dims(image_io(self.model)[0])
@@ -67,38 +72,87 @@ class Attributor:
                   steps: int = 100, sigma: float = 1.2, kernel_size: int = 9, method: str = "lam",
                   baselines: Optional[np.ndarray] = None, rule: str = "right", hr: bool = False,
                   scale: Optional[int] = None, internal_batch_size: Optional[int] = None,
-                  progress: Any = None) -> LAMResult:
+                  crop: bool | str = "auto", progress: Any = None) -> LAMResult:
         """Attribute the ``size`` x ``size`` SR-output patch whose top-left corner is ``window``
-        = (x = column, y = row) in SR pixels. ``progress``: a callable(n_done) or None."""
+        = (x = column, y = row) in SR pixels. ``crop``: "auto" (receptive-field cropping where it
+        is exact), True (the same, but say why when it is not possible), or False.
+        ``progress``: a callable(n_done) or None."""
         t0 = time.perf_counter()
         img = self.load(image, hr, scale)
         path = make_path(method, img, steps=steps, sigma=sigma, kernel_size=kernel_size,
                          baseline=baselines, rule=rule)
+        if internal_batch_size is not None and internal_batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
+        x, y, size = int(window[0]), int(window[1]), int(size)
         t_path = time.perf_counter()
-        runner, info = self.runner(tuple(img.shape))
-        if internal_batch_size is not None:
-            if internal_batch_size < 1:
-                raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
-            runner.batch_size = internal_batch_size
-        x, y = (int(v) for v in window)
-        win = check_window(x, y, size, runner.output_shape)
-        ends, sr = runner.evaluate(np.stack([img, path.baseline]), win)
+        full_sr = self.forward(img)
+        check_window(x, y, size, full_sr.shape)
+        sr_scale = full_sr.shape[1] / img.shape[1]
+        plan = self.plan(img, (x, y, size), sr_scale, crop)
+        runner, info, ends, plan = self.endpoints(img, path, (x, y, size), sr_scale, plan, full_sr)
         t_ends = time.perf_counter()
-        out = runner.run(path.points, path.weights, win, progress)
-        attribution = out.attribution.astype(np.float32)
+        if internal_batch_size is not None:
+            runner.batch_size = internal_batch_size
+        points, weights = crop_arrays(plan, path.points, path.weights)
+        cx, cy = plan.sr_window(x, y, int(sr_scale)) if plan.applied else (x, y)
+        out = runner.run(points, weights, (cy, cx, size, size), progress)
+        attribution = paste(plan, out.attribution.astype(np.float32), img.shape)
         saliency = metrics.abs_normalised(attribution)
         gap, rel = metrics.completeness(float(out.attribution.sum()), float(ends[0]), float(ends[1]))
         timings = {"load_and_path": t_path - t0, "graph": info["graph_seconds"],
                    "session": info["session_seconds"], "endpoints": t_ends - t_path,
                    "integral": out.seconds, "total": time.perf_counter() - t0}
         meta = self.describe(runner, info, path, steps, sigma, kernel_size, rule, timings, out.chunks)
+        meta["crop"] = plan.as_dict()
         return LAMResult(
             attribution=attribution, saliency=saliency, gini=metrics.gini(saliency),
             diffusion_index=metrics.diffusion_index(saliency), detector_input=float(ends[0]),
             detector_baseline=float(ends[1]), completeness_gap=gap, completeness_gap_relative=rel,
             alphas=path.alphas, detector_path=out.detector, contributions=out.contribution, image=img,
-            sr_output=sr[0], window=(x, y, int(size)), scale=int(round(runner.output_shape[1] / img.shape[1])),
-            method=method, meta=meta)
+            sr_output=full_sr, window=(x, y, size), scale=int(round(sr_scale)), method=method, meta=meta)
+
+    def forward(self, img: np.ndarray) -> np.ndarray:
+        """F(img) [C', H, W] from the plain model (one ONNX Runtime session, made on first use)."""
+        if self._forward is None:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            self._forward = ort.InferenceSession(self.model.SerializeToString(), opts,
+                                                 providers=session_providers(resolve(self.provider)))
+        name = self._forward.get_inputs()[0].name
+        try:
+            return self._forward.run(None, {name: img[None]})[0][0]
+        except Exception as e:  # ORT raises its own exception types for shape mismatches
+            raise InputError(f"the model cannot run on a {img.shape[1]}x{img.shape[2]} image with "
+                             f"{img.shape[0]} channels: {str(e).splitlines()[0][:200]}") from None
+
+    def plan(self, img: np.ndarray, window: tuple[int, int, int], sr_scale: float, crop: bool | str) -> CropPlan:
+        if crop is False or crop == "off":
+            return CropPlan(False, "cropping switched off")
+        if any(static_dims(image_io(self.model)[0])[2:]):
+            return CropPlan(False, "the model has a fixed input size")
+        h, w = img.shape[1:]
+        if (h, w) not in self._fields:
+            self._fields[(h, w)] = inspect_model(self.model, size=(h, w))["receptive_field"]
+        return plan_crop((h, w), window, sr_scale, self._fields[(h, w)])
+
+    def endpoints(self, img, path, window, sr_scale, plan: CropPlan, full_sr):
+        """The runner to use, and D(F(I)), D(F(I')) through it; a crop that does not reproduce
+        the full output in the window is abandoned for the full image."""
+        x, y, size = window
+        if plan.applied:
+            c_img, c_base = crop_arrays(plan, img[None], path.baseline[None])
+            runner, info = self.runner(c_img.shape[1:])
+            cx, cy = plan.sr_window(x, y, int(sr_scale))
+            ends, sr = runner.evaluate(np.concatenate([c_img, c_base]), (cy, cx, size, size))
+            mine = sr[0][:, cy:cy + size + 1, cx:cx + size + 1]
+            full = full_sr[:, y:y + size + 1, x:x + size + 1]
+            err = float(np.abs(mine - full).max())
+            if err <= 1e-5 * max(float(np.abs(full).max()), 1.0):
+                return runner, info, ends, plan
+            plan = CropPlan(False, f"the cropped network's output differs in the window (max {err:.2g})")
+        runner, info = self.runner(tuple(img.shape))
+        ends, _ = runner.evaluate(np.stack([img, path.baseline]), (y, x, size, size))
+        return runner, info, ends, plan
 
     def load(self, image: ImageSource, hr: bool, scale: Optional[int]) -> np.ndarray:
         img = load_image(image, self.channels)
@@ -126,6 +180,23 @@ class Attributor:
             "machine": {"platform": platform.platform(), "processor": platform.machine(),
                         "cpu_count": os.cpu_count()},
         }
+
+
+def crop_arrays(plan: CropPlan, *arrays: np.ndarray) -> list[np.ndarray]:
+    """[N, C, h, w] arrays cut to the plan's region (contiguous), or as they are."""
+    if not plan.applied:
+        return list(arrays)
+    rows, cols = slice(plan.top, plan.top + plan.height), slice(plan.left, plan.left + plan.width)
+    return [np.ascontiguousarray(a[:, :, rows, cols]) for a in arrays]
+
+
+def paste(plan: CropPlan, attribution: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The cropped map placed in a full-size map of zeros (exact: nothing outside can contribute)."""
+    if not plan.applied:
+        return attribution
+    full = np.zeros(shape, np.float32)
+    full[:, plan.top:plan.top + plan.height, plan.left:plan.left + plan.width] = attribution
+    return full
 
 
 def check_window(x: int, y: int, size: int, output_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
