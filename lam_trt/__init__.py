@@ -10,6 +10,9 @@ def __getattr__(name: str):
     if name in ("Attributor", "attribute"):
         from lam_trt import attributor
         return getattr(attributor, name)
+    if name in ("export", "kernels"):
+        import importlib
+        return importlib.import_module(f"lam_trt.{name}")
     raise AttributeError(name)
 
 
