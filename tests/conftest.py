@@ -126,10 +126,11 @@ def assert_source_matches_torch(source: onnx.ModelProto | str | Path, fn: Callab
     """The exported ONNX must compute what torch computes, else a failure would blame the wrong side."""
     expected = as_float64(fn)(torch.from_numpy(x).double()).detach().numpy()
     session = make_session(source)
+    name = session.get_inputs()[0].name
     if session.get_inputs()[0].shape[0] == 1:  # a fixed-batch source runs one item at a time
-        actual = np.concatenate([session.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
+        actual = np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
     else:
-        actual = session.run(None, {"input": x})[0]
+        actual = session.run(None, {name: x})[0]
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     scale = max(float(np.abs(expected).max()), 1e-6)
     assert float(np.abs(actual - expected).max()) <= 1e-5 * scale + 1e-6, "source ONNX differs from torch"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import onnx
 from onnx import helper
 from torch import nn
 
@@ -432,8 +433,10 @@ BY_ID = {c.id: c for c in EXPORTED}
 OPSET11 = ["Conv-stride2", "Clip-relu6", "Unsqueeze-Squeeze", "Split-uneven", "ReduceSum-channels-keepdims",
            "Pad-reflect", "Resize-bilinear-x2", "Resize-nearest-size", "Softmax-channels", "Slice-step2",
            "Gather-channels-repeated"]
-DYNAMO = ["Conv-groups2", "DepthToSpace-CRD", "Resize-bilinear-x2", "LayerNormalization-width",
-          "ReduceMean-HW-keepdims", "Softmax-width"]
+# opset 18 moved Split sizes, Pad axes and every Reduce* axes to inputs
+DYNAMO = ["Conv-groups2", "DepthToSpace-CRD", "Resize-bilinear-x2", "Resize-bicubic-x2", "LayerNormalization-width",
+          "ReduceMean-HW-keepdims", "ReduceSum-channels-keepdims", "ReduceL2-HW", "Softmax-width", "Split-uneven",
+          "Pad-reflect"]
 FIXED = ["Conv-3x3", "Reshape-mix-channels", "Gemm-linear", "Resize-bilinear-x1.5", "Softmax-width",
          "Expand-channels", "Tile-spatial", "Slice-step-minus1"]
 
@@ -476,3 +479,13 @@ def test_fixed_shape_source_accepts_any_batch(case_id: str, tmp_path, check_attr
     c = BY_ID[case_id]
     module, source = exported(c, tmp_path, dynamic_hw=False, dynamic_batch=False)
     check_attribution(source, module, c.shape, c.ops, n=3)
+
+
+def test_initializers_listed_as_graph_inputs(tmp_path, check_attribution):
+    """Old exporters (keep_initializers_as_inputs) list every weight as a graph input too."""
+    c = BY_ID["BatchNormalization-after-relu"]
+    module, source = exported(c, tmp_path)
+    model = onnx.load(str(source))
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in model.graph.initializer)
+    check_attribution(model, module, c.shape, c.ops)
