@@ -85,6 +85,27 @@ AXES_TO_INPUT_AT = {"Squeeze": 13, "Unsqueeze": 13, "ReduceSum": 13, "ReduceMean
                     "ReduceLogSum": 18, "ReduceLogSumExp": 18, "ReduceSumSquare": 18}
 
 
+RESERVED = frozenset({"path", "weights", "window", "detector", "attribution", "contribution", "sr"})
+
+
+def source_name(name: str) -> str:
+    """A source tensor name that cannot clash with the attribution graph's own names."""
+    if name in RESERVED or name.startswith("lam/"):
+        return f"src/{name}"
+    return name
+
+
+def rename_reserved(graph: onnx.GraphProto) -> None:
+    """Rename, in place, source tensors whose names the attribution graph uses itself."""
+    for vi in [*graph.input, *graph.output, *graph.value_info]:
+        vi.name = source_name(vi.name)
+    for t in graph.initializer:
+        t.name = source_name(t.name)
+    for node in graph.node:
+        node.input[:] = [source_name(n) if n else n for n in node.input]
+        node.output[:] = [source_name(n) if n else n for n in node.output]
+
+
 def canonicalise(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite the graph to one opset (>= 18) so every rule sees one form of each op."""
     source = opset_of(model)
@@ -99,6 +120,7 @@ def canonicalise(model: onnx.ModelProto) -> onnx.ModelProto:
         nodes.extend(canonical_node(node, source))
     del out.graph.node[:]
     out.graph.node.extend(nodes)
+    rename_reserved(out.graph)
     del out.opset_import[:]
     out.opset_import.extend([helper.make_opsetid("", target)] +
                             [o for o in model.opset_import if o.domain not in ("", "ai.onnx")])

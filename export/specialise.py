@@ -42,9 +42,9 @@ class ForwardGraph:
 
 
 def specialise(model: onnx.ModelProto, input_shape: tuple[int, int, int]) -> ForwardGraph:
-    image_in, image_out = image_io(model)
-    check_input_shape(image_in, input_shape)
+    check_input_shape(image_io(model)[0], input_shape)
     model = canonicalise(model)
+    image_in, image_out = image_io(model)
     fixed = with_input_shape(model, image_in.name, input_shape)
     data = data_tensors(fixed.graph, image_in.name)
     data_nodes = [n for n in fixed.graph.node if any(o in data for o in n.output)]

@@ -18,6 +18,7 @@ import lam_trt
 from lam_trt import metrics
 from lam_trt.cache import GraphCache
 from lam_trt.crop import CropPlan, plan_crop
+from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usable
 from lam_trt.errors import InputError
 from lam_trt.export.inspect import inspect_model
 from lam_trt.export.source import image_io, load_model, model_sha256, static_dims
@@ -48,6 +49,7 @@ class Attributor:
         self.internal_batch_size = internal_batch_size
         self._runners: dict[tuple[int, int, int], tuple[GraphRunner, dict[str, Any]]] = {}
         self._forward: Optional[ort.InferenceSession] = None
+        self._stream: Any = None
         self._fields: dict[tuple[int, int], Any] = {}
 
     def _input_channels(self) -> int:
@@ -61,8 +63,13 @@ class Attributor:
             source = self.model_path if self.model_path is not None else self.model
             graph_path, hit = self.cache.get_or_build(source, self.sha256, input_shape)
             graph_seconds = time.perf_counter() - start
-            runner = GraphRunner(graph_path, self.provider, self.threads, self.internal_batch_size,
-                                 cache_dir=self.cache.root)
+            provider = resolve(self.provider)
+            if device_usable(provider):
+                runner = DeviceRunner(graph_path, provider, self.threads, self.internal_batch_size,
+                                      cache_dir=self.cache.root, stream=self.stream())
+            else:
+                runner = GraphRunner(graph_path, provider, self.threads, self.internal_batch_size,
+                                     cache_dir=self.cache.root)
             info = {"graph_cache_hit": hit, "graph_seconds": graph_seconds, "graph_path": str(graph_path),
                     "session_seconds": runner.session_seconds}
             self._runners[input_shape] = (runner, info)
@@ -79,8 +86,11 @@ class Attributor:
         ``progress``: a callable(n_done) or None."""
         t0 = time.perf_counter()
         img = self.load(image, hr, scale)
-        path = make_path(method, img, steps=steps, sigma=sigma, kernel_size=kernel_size,
-                         baseline=baselines, rule=rule)
+        if method == "lam" and rule in GPU_RULES and device_usable(resolve(self.provider)):
+            path = device_blur_path(img, sigma, steps, kernel_size, rule, self.stream())
+        else:
+            path = make_path(method, img, steps=steps, sigma=sigma, kernel_size=kernel_size,
+                             baseline=baselines, rule=rule)
         if internal_batch_size is not None and internal_batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
         x, y, size = int(window[0]), int(window[1]), int(size)
@@ -110,6 +120,13 @@ class Attributor:
             detector_baseline=float(ends[1]), completeness_gap=gap, completeness_gap_relative=rel,
             alphas=path.alphas, detector_path=out.detector, contributions=out.contribution, image=img,
             sr_output=full_sr, window=(x, y, size), scale=int(round(sr_scale)), method=method, meta=meta)
+
+    def stream(self) -> Any:
+        """The one CUDA stream shared by the path kernel and ONNX Runtime (made on first use)."""
+        if self._stream is None:
+            import cupy
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+        return self._stream
 
     def forward(self, img: np.ndarray) -> np.ndarray:
         """F(img) [C', H, W] from the plain model (one ONNX Runtime session, made on first use)."""
@@ -187,7 +204,7 @@ def crop_arrays(plan: CropPlan, *arrays: np.ndarray) -> list[np.ndarray]:
     if not plan.applied:
         return list(arrays)
     rows, cols = slice(plan.top, plan.top + plan.height), slice(plan.left, plan.left + plan.width)
-    return [np.ascontiguousarray(a[:, :, rows, cols]) for a in arrays]
+    return [a[:, :, rows, cols].copy() for a in arrays]  # copy: contiguous, NumPy or CuPy
 
 
 def paste(plan: CropPlan, attribution: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -46,11 +46,14 @@ class GraphRunner:
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
-        start = time.perf_counter()
-        self.session = ort.InferenceSession(str(graph_path), opts,
-                                            providers=prov.session_providers(self.provider, cache_dir))
-        self.session_seconds = time.perf_counter() - start
         self.batch_size = batch_size or self.auto_batch_size(memory_budget or DEFAULT_MEMORY_BUDGET)
+        self.batch_hint = self.batch_size
+        start = time.perf_counter()
+        self.session = ort.InferenceSession(str(graph_path), opts, providers=self.providers(cache_dir))
+        self.session_seconds = time.perf_counter() - start
+
+    def providers(self, cache_dir: Path | None) -> list:
+        return prov.session_providers(self.provider, cache_dir)
 
     def auto_batch_size(self, budget: int) -> int:
         """As many path images per run as fit the budget (activations ~ twice the forward's)."""

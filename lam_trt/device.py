@@ -1,0 +1,98 @@
+"""The GPU path: path images made on the device, bound to ONNX Runtime by pointer, summed there.
+
+With the CUDA or TensorRT provider and CuPy present, the CuPy kernel (kernels/blur_path.cu) writes
+every path image and weight into device memory; ONNX Runtime reads them through IOBinding with no
+host copy, writes each chunk's outputs into device buffers, and CuPy accumulates the map on the
+device. CuPy and ONNX Runtime share one CUDA stream (ORT's ``user_compute_stream``), because ORT
+does not synchronise with other streams. Only the final map and per-step values come back.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path as FsPath
+from typing import Any, Optional
+
+import numpy as np
+
+from lam_trt.kernels import Path, blur_path_cuda, cuda_available, gaussian_blur
+from lam_trt.kernels.paths import quadrature
+from lam_trt.runner import GraphOutputs, GraphRunner, ProgressFn
+
+GPU_RULES = ("right", "trapezoid")  # the rules the CUDA kernel writes
+
+
+def device_usable(provider: str) -> bool:
+    return provider in ("cuda", "tensorrt") and cuda_available()[0]
+
+
+class DeviceRunner(GraphRunner):
+    """A GraphRunner whose inputs and outputs stay on the GPU."""
+
+    def __init__(self, graph_path: str | os.PathLike, provider: str, threads: int | None = None,
+                 batch_size: int | None = None, memory_budget: int | None = None,
+                 cache_dir: FsPath | None = None, fp16: bool = False, cuda_graph: bool = False,
+                 stream: Any = None):
+        import cupy
+
+        self.stream = stream if stream is not None else cupy.cuda.Stream(non_blocking=True)
+        self.device_id = cupy.cuda.Device().id
+        self.cuda_graph = cuda_graph
+        self.fp16 = fp16
+        super().__init__(graph_path, provider, threads, batch_size, memory_budget or (8 << 30), cache_dir)
+
+    def providers(self, cache_dir: FsPath | None) -> list[Any]:
+        """CUDA/TensorRT on our stream; TensorRT gets an engine cache and profiles for our chunks."""
+        c, h, w = self.input_shape
+        cuda = ("CUDAExecutionProvider", {"device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
+                                          "use_tf32": 0, "enable_cuda_graph": int(self.cuda_graph)})
+        if self.provider != "tensorrt":
+            return [cuda, "CPUExecutionProvider"]
+        shape = lambda n: f"path:{n}x{c}x{h}x{w},weights:{n}x{c}x{h}x{w}"
+        trt = ("TensorrtExecutionProvider", {
+            "device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
+            "trt_fp16_enable": self.fp16, "trt_engine_cache_enable": cache_dir is not None,
+            "trt_engine_cache_path": str((cache_dir or FsPath(".")) / "trt"),
+            "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(self.batch_hint),
+            "trt_profile_max_shapes": shape(self.batch_hint)})
+        return [trt, cuda, "CPUExecutionProvider"]
+
+    def run(self, points: Any, weights: Any, window: tuple[int, int, int, int],
+            progress: Optional[ProgressFn] = None) -> GraphOutputs:
+        import cupy
+
+        start = time.perf_counter()
+        with self.stream:
+            points, weights = cupy.asarray(points, cupy.float32), cupy.asarray(weights, cupy.float32)
+            n = len(points)
+            detector = cupy.empty(n, cupy.float32)
+            contribution = cupy.empty(n, cupy.float32)
+            total = cupy.zeros(self.input_shape, cupy.float64)
+            chunk_map = cupy.empty(self.input_shape, cupy.float32)
+            binding = self.session.io_binding()
+            binding.bind_cpu_input("window", np.asarray(window, np.int64))
+            chunks = 0
+            for lo in range(0, n, self.batch_size):
+                hi = min(lo + self.batch_size, n)
+                for name, array in (("path", points[lo:hi]), ("weights", weights[lo:hi])):
+                    binding.bind_input(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
+                for name, array in (("detector", detector[lo:hi]), ("contribution", contribution[lo:hi]),
+                                    ("attribution", chunk_map)):
+                    binding.bind_output(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
+                self.session.run_with_iobinding(binding)
+                total += chunk_map  # queued on the shared stream after ORT's kernels
+                chunks += 1
+                if progress:
+                    progress(hi - lo)
+            self.stream.synchronize()
+        return GraphOutputs(cupy.asnumpy(detector), cupy.asnumpy(total), cupy.asnumpy(contribution),
+                            time.perf_counter() - start, chunks)
+
+
+def device_blur_path(image: np.ndarray, sigma: float, steps: int, kernel_size: int, rule: str,
+                     stream: Any) -> Path:
+    """LAM's path with points and weights as CuPy arrays written by the CUDA kernel."""
+    points, weights = blur_path_cuda(image, sigma, steps, kernel_size, stream=stream, rule=rule)
+    baseline = gaussian_blur(image, sigma, kernel_size)
+    params = {"sigma": float(sigma), "steps": int(steps), "kernel_size": int(kernel_size), "generator": "cuda"}
+    return Path(points, weights, quadrature(rule, steps)[0], baseline, image, "lam", rule, params)
