@@ -169,6 +169,7 @@ EXPORTED: list[Case] = [
     case("Tile-channels", "Tile", fn(lambda m, x: x.repeat(1, 2, 1, 1) * m.c, c=lambda: rand(6, 1, 1))),
     case("Tile-spatial", "Tile", fn(lambda m, x: x.repeat(1, 1, 2, 3) * m.c, c=lambda: rand(1, 16, 1))),
     case("Concat-channels", "Concat", fn(lambda m, x: torch.cat([x, 2 * x * x], 1))),
+    case("Concat-same-tensor-twice", "Concat", fn(lambda m, x: torch.cat([x, x], 1) * m.c, c=lambda: rand(6, 1, 1))),
     case("Concat-rows", "Concat", fn(lambda m, x: torch.cat([x, torch.sin(x[:, :, :3])], 2))),
     case("Split-uneven", "Split", fn(lambda m, x: _swap(torch.split(x, [1, 2], 1), 1))),
     case("Split-chunk-width", "Split", fn(lambda m, x: _swap(torch.split(x, [4, 4], 3), 3))),
@@ -399,6 +400,45 @@ def resize_nearest_half_pixel(rng):
     return [node], {"scales": scales}, lambda x: F.interpolate(x, scale_factor=1.5, mode="nearest-exact")
 
 
+def reshape_zero_copies_dim(rng):
+    """Reshape's 0 copies the input's dimension (allowzero=0)."""
+    node = helper.make_node("Reshape", ["input", "shape"], ["output"])
+    return [node], {"shape": np.array([0, 6, -1, 8], np.int64)}, lambda x: x.reshape(x.shape[0], 6, -1, 8)
+
+
+def slice_negative_axis_step(rng):
+    node = helper.make_node("Slice", ["input", "starts", "ends", "axes", "steps"], ["output"])
+    inits = {"starts": np.array([-1, 1], np.int64), "ends": np.array([-100, 8], np.int64),
+             "axes": np.array([-1, -2], np.int64), "steps": np.array([-2, 1], np.int64)}
+    return [node], inits, lambda x: torch.flip(x, [3])[:, :, 1:8, ::2]
+
+
+def sum_variadic(rng):
+    c = rng.standard_normal((3, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Mul", ["input", "input"], ["sq"]),
+             helper.make_node("Sum", ["input", "sq", "c"], ["output"])]
+    return nodes, {"c": c}, lambda x: x + x * x + t(c, x)
+
+
+def split_num_outputs(rng):
+    """Opset 18 splits into equal parts by num_outputs instead of sizes."""
+    nodes = [helper.make_node("Split", ["input"], ["a", "b"], axis=3, num_outputs=2),
+             helper.make_node("Mul", ["a", "a"], ["a2"]),
+             helper.make_node("Concat", ["b", "a2"], ["output"], axis=3)]
+
+    def ref(x):
+        a, b = torch.split(x, [4, 4], 3)
+        return torch.cat([b, a * a], 3)
+    return nodes, {}, ref
+
+
+def pad_axes(rng):
+    """Opset 18 Pad with an axes input: pads name only the listed axes."""
+    node = helper.make_node("Pad", ["input", "pads", "", "axes"], ["output"], mode="reflect")
+    inits = {"pads": np.array([1, 2, 3, 0], np.int64), "axes": np.array([3, 2], np.int64)}
+    return [node], inits, lambda x: F.pad(x, (1, 3, 2, 0), mode="reflect")
+
+
 def softmax_opset11_coerced(rng):
     """Before opset 13, Softmax(axis=1) normalises over all of C*H*W at once."""
     node = helper.make_node("Softmax", ["input"], ["output"], axis=1)
@@ -426,6 +466,11 @@ HAND_BUILT: list[HandCase] = [
     HandCase("Gemm-transB-bias2d", "Gemm", gemm_trans_b),
     HandCase("Upsample-opset9-nearest", "Upsample", upsample_opset9, (3, 5, 5), opset=9),
     HandCase("Resize-nearest-half-pixel-x1.5", "Resize", resize_nearest_half_pixel),
+    HandCase("Reshape-zero-copies-dim", "Reshape", reshape_zero_copies_dim),
+    HandCase("Slice-negative-axes-step-minus2", "Slice", slice_negative_axis_step),
+    HandCase("Sum-variadic-broadcast", "Sum", sum_variadic),
+    HandCase("Split-opset18-num-outputs", "Split", split_num_outputs, opset=18),
+    HandCase("Pad-opset18-axes", "Pad", pad_axes, opset=18),
     HandCase("Softmax-opset11-coerced", "Softmax", softmax_opset11_coerced, (3, 4, 4), opset=11),
 ]
 
