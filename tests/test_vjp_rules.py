@@ -8,7 +8,7 @@ are built by hand with onnx.helper next to an equivalent torch function.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
