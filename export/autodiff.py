@@ -26,6 +26,27 @@ def active_tensors(nodes: list[Node], source: str, target: str, dtypes: dict[str
     return forward & backward
 
 
+def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(op type, node) of every op between the model's input and output that has no rule.
+
+    A quick check on the user's graph as it is, so that a missing rule is reported before anything
+    is built or run; the full check happens again when the attribution graph is built.
+    """
+    from lam_trt.export.source import canonicalise, image_io
+    from lam_trt.export.specialise import data_tensors
+
+    canonical = canonicalise(model)
+    image_in, image_out = image_io(canonical)
+    data = data_tensors(canonical.graph, image_in.name)
+    nodes = [Node.from_proto(n) for n in canonical.graph.node if any(o in data for o in n.output)]
+    reaching = {image_out.name}
+    for node in reversed(nodes):
+        if any(o in reaching for o in node.outputs):
+            reaching.update(node.inputs)
+    return [(n.op_type, n.name) for n in nodes if n.op_type not in REGISTRY
+            and n.op_type not in NON_DIFFERENTIABLE and any(o in reaching for o in n.outputs)]
+
+
 def nodes_without_rules(nodes: Iterable[Node], active: set[str]) -> list[tuple[str, str]]:
     return [(n.op_type, n.name) for n in nodes
             if any(o in active for o in n.outputs) and n.op_type not in REGISTRY]
