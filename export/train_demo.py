@@ -114,9 +114,9 @@ def demo_window(sr: np.ndarray, size: int = 16) -> tuple[int, int]:
     """(x, y) of the size x size SR window with the strongest gradient, away from the border."""
     gray = sr.astype(np.float64).mean(axis=2)
     grad = np.hypot(np.diff(gray, axis=0)[:, :-1], np.diff(gray, axis=1)[:-1, :])
-    energy = uniform_filter(grad, size, mode="constant", origin=-(size // 2))  # window sums
-    margin = 4 * size  # keep context around the window so the map has room to spread
-    inner = energy[margin:-margin, margin:-margin]
+    energy = uniform_filter(grad, size, origin=-(size // 2))  # [i, j]: window from (i, j)
+    margin = 4 * size  # keep context on every side so the map has room to spread
+    inner = energy[margin:sr.shape[0] - size - margin + 1, margin:sr.shape[1] - size - margin + 1]
     y, x = np.unravel_index(np.argmax(inner), inner.shape)
     return int(x + margin), int(y + margin)
 

@@ -75,9 +75,13 @@ def _pil_to_hwc(img: Image.Image, name: str) -> np.ndarray:
     if mode == "F":
         return _float_to_unit(np.asarray(img, dtype=np.float32))[..., None]
     if mode in ("1", "L", "LA", "La"):
-        data = np.asarray(img.convert("L"))[..., None]
+        data = np.asarray(img.convert("LA"))[..., :1]  # premultiplied "La" only converts to "LA"
     else:  # RGB, RGBA, palette, CMYK, YCbCr, ...: Pillow knows how to get RGB
-        data = np.asarray(img.convert("RGBA" if "A" in mode or mode == "P" else "RGB"))[..., :3]
+        try:
+            data = np.asarray(img.convert("RGBA" if "A" in mode or mode == "P" else "RGB"))
+        except ValueError:
+            raise InputError(f"{name}: cannot convert Pillow image mode {mode!r} to RGB") from None
+        data = data[..., :3]
     return data.astype(np.float32) / 255.0
 
 

@@ -167,3 +167,16 @@ def test_save_png_round_trip(tmp_path):
         assert img.mode == "L"
         np.testing.assert_array_equal(np.asarray(img), GRAY8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gray.png", "sub"]  # no temp files left
+
+
+@pytest.mark.parametrize("mode", ["1", "CMYK", "YCbCr", "HSV", "PA", "RGBa"])
+def test_other_pil_modes_go_through_pillow_rgb(mode):
+    img = Image.fromarray(RGB8).convert(mode) if mode != "PA" else \
+        Image.fromarray(RGB8).quantize(8).convert("PA")
+    expected = np.asarray(img.convert("RGBA" if "A" in mode else "RGB"))[..., :3] / 255.0
+    np.testing.assert_allclose(load_image(img, 3), expected.transpose(2, 0, 1), atol=1e-6)
+
+
+def test_float_pil_image():
+    values = RNG.random((H, W), dtype=np.float32)
+    np.testing.assert_array_equal(load_image(Image.fromarray(values, mode="F"), 1)[0], values)
