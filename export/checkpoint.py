@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import math
+import re
+import warnings
+
 import torch
 from torch import nn
 
@@ -21,7 +25,7 @@ from . import zoo
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 # Where training frameworks nest the weights; the first one present wins.
 _NESTED_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net_g", "generator", "net")
-_PREFIXES = ("module.", "model.", "net_g.", "generator.", "net.")
+_WRAPPER_PREFIXES = ("model.", "net_g.", "generator.", "net.")  # training frameworks' attribute names
 # The first convolution of each zoo network: it tells the input channels and the width.
 _FIRST_CONV = {
     "fsrcnn": "first_part.0.weight",
@@ -36,6 +40,19 @@ _FIRST_CONV = {
     "rnan": "head.0.weight",
     "san": "head.0.weight",
     "swinir": "conv_first.weight",
+}
+# Keys that exist once per block: counting their distinct indices gives the depth.
+_DEPTH_KEY = {
+    "edsr": r"body\.(\d+)\.body\.0\.weight",
+    "carn": r"b(\d+)\.b1\.body\.0\.weight",
+    "msrn": r"body\.(\d+)\.conv_3_1\.weight",
+    "rrdbnet": r"body\.(\d+)\.rdb1\.conv1\.weight",
+    "imdn": r"IMDB(\d+)\.c1\.weight",
+    "rfdn": r"B(\d+)\.c1_d\.weight",
+    "pan": r"SCPA_trunk\.(\d+)\.conv1_a\.weight",
+    "rcan": r"body\.(\d+)\.body\.0\.body\.0\.weight",
+    "san": r"RG\.(\d+)\.conv_last\.weight",
+    "swinir": r"layers\.(\d+)\.conv\.weight",
 }
 
 
@@ -85,9 +102,23 @@ def _unwrap(obj: Any, name: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not _is_state_dict(obj):
         raise InputError(f"{name}: no tensor weights found (expected a state dict)")
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    for prefix in _PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return _strip_prefix(state, "module.")  # DataParallel
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _match_zoo_keys(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
+    """Lightning-style checkpoints prefix every key with the attribute holding the network."""
+    if _FIRST_CONV[arch] in state:
+        return state
+    for prefix in _WRAPPER_PREFIXES:
+        stripped = _strip_prefix(state, prefix)
+        if _FIRST_CONV[arch] in stripped:
+            return stripped
     return state
 
 
@@ -106,17 +137,94 @@ def build_zoo_model(
 ) -> LoadedModel:
     """A zoo network, with ``state`` loaded strictly when given (width and channels read from it)."""
     arch = arch.lower()
-    in_channels = 3
-    if state is not None and _FIRST_CONV.get(arch) in state:
-        first = state[_FIRST_CONV[arch]]
-        in_channels = first.shape[1] // ({1: 16, 2: 4}.get(scale, 1) if arch == "rrdbnet" else 1)
-        width = width or int(first.shape[0])
-    module = zoo.build(arch, scale=scale, width=width, depth=depth, in_channels=in_channels)
+    in_channels, options = 3, {}
+    if arch not in _FIRST_CONV:
+        zoo.build(arch)  # raises the "unknown architecture" error
+    if state is not None:
+        state = _match_zoo_keys(dict(state), arch)
+        inferred = infer_config(arch, state, scale)
+        in_channels = inferred.pop("in_channels", 3)
+        width = width or inferred.pop("width", None)
+        depth = depth or inferred.pop("depth", None)
+        options = inferred
+    module = zoo.build(arch, scale=scale, width=width, depth=depth, in_channels=in_channels, **options)
     if state is not None:
         _load_strict(module, state, arch)
     fixed = arch in zoo.FIXED_SIZE
     multiple = getattr(module, "window_size", 1) if fixed else 1
     return LoadedModel(module, arch, scale, in_channels, fixed, multiple, source=source)
+
+
+def infer_config(arch: str, state: Mapping[str, torch.Tensor], scale: int) -> dict[str, Any]:
+    """Read a zoo network's configuration off its weights: channels, width, depth and options."""
+    config: dict[str, Any] = {}
+    first = state.get(_FIRST_CONV[arch])
+    if first is not None:
+        unshuffle = {1: 16, 2: 4}.get(scale, 1) if arch == "rrdbnet" else 1
+        config["in_channels"], config["width"] = first.shape[1] // unshuffle, int(first.shape[0])
+    if arch in _DEPTH_KEY:
+        indices = {m.group(1) for k in state if (m := re.fullmatch(_DEPTH_KEY[arch], k))}
+        if indices:
+            config["depth"] = len(indices)
+    if arch == "rnan":
+        config["depth"] = 2 + len({m.group(1) for k in state if (m := re.match(r"body\.(\d+)\.body\.0\.", k))})
+    if arch == "fsrcnn":
+        config["depth"] = sum(1 for k, v in state.items() if k.startswith("mid_part.") and v.dim() == 4) - 2
+        config["shrink"] = int(state["mid_part.0.weight"].shape[0]) if "mid_part.0.weight" in state else 12
+    config.update(_ARCH_OPTIONS.get(arch, lambda _s: {})(state))
+    return config
+
+
+def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
+    return len({m.group(1) for k in state if (m := re.fullmatch(pattern, k))})
+
+
+def _swinir_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    table = state.get("layers.0.residual_group.blocks.0.attn.relative_position_bias_table")
+    if table is None:
+        return {}
+    window = (math.isqrt(table.shape[0]) + 1) // 2
+    options: dict[str, Any] = {
+        "window_size": window,
+        "num_heads": int(table.shape[1]),
+        "blocks_per_layer": _count(state, r"layers\.0\.residual_group\.blocks\.(\d+)\.norm1\.weight"),
+        "mlp_ratio": state["layers.0.residual_group.blocks.0.mlp.fc1.weight"].shape[0]
+        / state["layers.0.residual_group.blocks.0.mlp.fc1.weight"].shape[1],
+        "upsampler": "pixelshuffle" if "conv_before_upsample.0.weight" in state else "pixelshuffledirect",
+    }
+    mask = state.get("layers.0.residual_group.blocks.1.attn_mask")
+    if mask is not None:  # the training patch size: the mask holds one entry per window
+        options["img_size"] = math.isqrt(mask.shape[0]) * window
+    return options
+
+
+def _rgb_range(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """EDSR-family mean shifts store -rgb_range * DIV2K mean as their bias: read the range back."""
+    bias = state.get("sub_mean.bias")
+    if bias is None or bias.numel() != 3:
+        return {}
+    value = float(-bias[0]) / zoo.DIV2K_RGB_MEAN[0]
+    return {"rgb_range": next((r for r in (1.0, 255.0) if math.isclose(value, r, rel_tol=1e-3)), value)}
+
+
+def _edsr_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    options = _rgb_range(state)
+    if "head.0.weight" in state and state["head.0.weight"].shape[0] >= 256:
+        options["res_scale"] = 0.1  # the paper's large EDSR (width 256) scales its residuals
+    return options
+
+
+_ARCH_OPTIONS = {
+    "edsr": _edsr_options,
+    "msrn": _rgb_range,
+    "rnan": _rgb_range,
+    "carn": lambda s: {"multi_scale": "upsample.up2.body.0.weight" in s},
+    "rrdbnet": lambda s: {"num_grow_ch": int(s["body.0.rdb1.conv1.weight"].shape[0])} if "body.0.rdb1.conv1.weight" in s else {},
+    "pan": lambda s: {"up_width": int(s["upconv1.weight"].shape[0])} if "upconv1.weight" in s else {},
+    "rcan": lambda s: _rgb_range(s) | {"n_resblocks": _count(s, r"body\.0\.body\.(\d+)\.body\.0\.weight")},
+    "san": lambda s: _rgb_range(s) | {"n_resblocks": _count(s, r"RG\.0\.rcab\.(\d+)\.conv_first\.0\.weight")},
+    "swinir": _swinir_options,
+}
 
 
 def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], arch: str) -> None:
@@ -143,7 +251,9 @@ def load_with_spandrel(state: Mapping[str, torch.Tensor], source: str) -> Loaded
     except ImportError as e:
         raise InputError("detecting the architecture needs spandrel: pip install 'lam-trt[export]'") from e
     try:
-        descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(dict(state))
+        with warnings.catch_warnings():  # architectures' own deprecation noise
+            warnings.simplefilter("ignore")
+            descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(dict(state))
     except spandrel.UnsupportedModelError:
         raise InputError(f"{source}: spandrel does not recognise this architecture; name it with --arch") from None
     except Exception as e:

@@ -8,11 +8,13 @@ back to a fixed size (with a warning) when the traced graph does not generalise.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import onnx
@@ -83,21 +85,35 @@ def export_onnx(
     by more than ``tolerance`` (relative to the largest output magnitude).
     """
     module = module.eval()
+    with _batch_free_window_reverse(module):
+        return _export_checked(module, Path(path), in_channels, size, fixed_hw, metadata or {}, tolerance, seed)
+
+
+def _export_checked(
+    module: nn.Module,
+    out: Path,
+    in_channels: int,
+    size: tuple[int, int],
+    fixed_hw: bool,
+    metadata: dict[str, str],
+    tolerance: float,
+    seed: int,
+) -> ExportReport:
     h, w = size
     gen = torch.Generator().manual_seed(seed)
     sample = torch.rand(1, in_channels, h, w, generator=gen)
     reference = _run_torch(module, sample)
     notes: list[str] = []
     dynamic_batch, dynamic_hw = True, not fixed_hw
-    data = _trace(module, sample, dynamic_batch, dynamic_hw)
+    data = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
     if dynamic_hw and not _generalises(module, data, torch.rand(1, in_channels, h + 4, w + 8, generator=gen), tolerance):
         dynamic_hw = False
         notes.append(f"height and width fixed at {h}x{w}: the traced graph does not work at other sizes")
-        data = _trace(module, sample, dynamic_batch, dynamic_hw)
+        data = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
     if not _generalises(module, data, torch.rand(2, in_channels, h, w, generator=gen), tolerance):
         dynamic_batch = False
         notes.append("batch fixed at 1: the traced graph does not work for other batch sizes")
-        data = _trace(module, sample, dynamic_batch, dynamic_hw)
+        data = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
 
     checks = [_compare(data, sample, reference)]
     if dynamic_batch or dynamic_hw:
@@ -108,9 +124,8 @@ def export_onnx(
 
     proto = onnx.load_from_string(data)
     _fix_output_dims(proto, reference.shape, dynamic_batch, dynamic_hw)
-    for key, value in (metadata or {}).items():
+    for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
-    out = Path(path)
     write_bytes(out, proto.SerializeToString())
     report = ExportReport(out, OPSET, dynamic_batch, dynamic_hw, checks, notes)
     if report.max_rel_error > tolerance:
@@ -129,6 +144,34 @@ def _fix_output_dims(proto: onnx.ModelProto, shape: tuple[int, ...], dynamic_bat
         if fixed:
             dim.Clear()
             dim.dim_value = int(value)
+
+
+@contextlib.contextmanager
+def _batch_free_window_reverse(module: nn.Module) -> Iterator[None]:
+    """Swin-style code (SwinIR, HAT, ...) computes the batch in ``window_reverse`` as
+    ``int(windows.shape[0] / (H * W / ws / ws))``; tracing freezes that int, so the ONNX graph
+    would only run at batch 1. While exporting, the defining modules' ``window_reverse`` is
+    replaced by an equivalent that lets the batch follow from the view."""
+    patched: dict[Any, Any] = {}
+    for sub in module.modules():
+        owner = sys.modules.get(type(sub).__module__)
+        fn = getattr(owner, "window_reverse", None)
+        if owner in patched or not callable(fn):
+            continue
+        if [p.lower() for p in inspect.signature(fn).parameters] == ["windows", "window_size", "h", "w"]:
+            patched[owner] = fn
+            owner.window_reverse = _window_reverse
+    try:
+        yield
+    finally:
+        for owner, fn in patched.items():
+            owner.window_reverse = fn
+
+
+def _window_reverse(windows: torch.Tensor, window_size: int, h: int, w: int) -> torch.Tensor:
+    c = windows.shape[-1]
+    x = windows.view(-1, h // window_size, w // window_size, window_size, window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, h, w, c)
 
 
 def _run_torch(module: nn.Module, x: torch.Tensor) -> np.ndarray:

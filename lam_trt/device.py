@@ -29,6 +29,8 @@ def device_usable(provider: str) -> bool:
 class DeviceRunner(GraphRunner):
     """A GraphRunner whose inputs and outputs stay on the GPU."""
 
+    max_batch = 128  # a GPU wants large chunks; the memory budget still bounds them
+
     def __init__(self, graph_path: str | os.PathLike, provider: str, threads: int | None = None,
                  batch_size: int | None = None, memory_budget: int | None = None,
                  cache_dir: FsPath | None = None, fp16: bool = False, cuda_graph: bool = False,

@@ -14,7 +14,7 @@ import onnxruntime as ort
 from lam_trt import providers as prov
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
-MAX_BATCH = 64
+MAX_BATCH = 16  # on the CPU, larger chunks only add cache misses (bench/RESULTS.md)
 
 ProgressFn = Callable[[int], None]   # called with the number of path images just finished
 
@@ -52,6 +52,8 @@ class GraphRunner:
         self.session = ort.InferenceSession(str(graph_path), opts, providers=self.providers(cache_dir))
         self.session_seconds = time.perf_counter() - start
 
+    max_batch = MAX_BATCH
+
     def providers(self, cache_dir: Path | None) -> list:
         return prov.session_providers(self.provider, cache_dir)
 
@@ -59,7 +61,7 @@ class GraphRunner:
         """As many path images per run as fit the budget (activations ~ twice the forward's)."""
         if not self.bytes_per_item:
             return 8
-        return int(max(1, min(MAX_BATCH, budget // (2 * self.bytes_per_item))))
+        return int(max(1, min(self.max_batch, budget // (2 * self.bytes_per_item))))
 
     def run(self, points: np.ndarray, weights: np.ndarray, window: tuple[int, int, int, int],
             progress: Optional[ProgressFn] = None) -> GraphOutputs:

@@ -8,9 +8,11 @@ from lam_trt.export.vjp import vjp
 from lam_trt.export.vjp.elementwise import mask, unary
 
 
-@unary("Relu")
-def d_relu(b, x, y):
-    return mask(b, "Greater", x, b.const(0.0))
+@vjp("Relu")
+def vjp_relu(b, node, grads, needs):
+    """Passes where the output is positive (x > 0, PyTorch's choice at 0)."""
+    zero = b.const(0.0)
+    return [b.op("Where", b.op("Greater", node.outputs[0], zero), grads[0], zero)]
 
 
 @unary("Sigmoid")

@@ -32,6 +32,11 @@ def vjp_conv(b, node, grads, needs):
     if len(needs) > 1 and needs[1]:
         raise NotImplementedError("Conv weights that depend on the image")
     geo = conv_geometry(b, node)
+    flipped_pads = adjoint_pads(geo)
+    if all(s == 1 for s in geo["strides"]) and min(flipped_pads) >= 0:
+        gx = b.op("Conv", grads[0], flipped_weights(b, node.inputs[1], geo["group"]),
+                  kernel_shape=geo["kernel"], dilations=geo["dilations"], pads=flipped_pads, group=geo["group"])
+        return [gx] + [None] * (len(node.inputs) - 1)
     x, y = node.inputs[0], node.outputs[0]
     spatial = len(geo["kernel"])
     output_padding = []
@@ -43,6 +48,31 @@ def vjp_conv(b, node, grads, needs):
               strides=geo["strides"], dilations=geo["dilations"], pads=geo["pads"],
               group=geo["group"], output_padding=output_padding if any(output_padding) else None)
     return [gx] + [None] * (len(node.inputs) - 1)
+
+
+def adjoint_pads(geo: dict) -> list[int]:
+    """Pads of the stride-1 adjoint convolution: (k - 1) * dilation minus the forward pads."""
+    spatial = len(geo["kernel"])
+    reach = [(k - 1) * d for k, d in zip(geo["kernel"], geo["dilations"])]
+    return [reach[i % spatial] - p for i, p in enumerate(geo["pads"])]
+
+
+def flipped_weights(b: GraphBuilder, w: str, group: int) -> str:
+    """W [Co, Ci/g, k...] -> [Ci, Co/g, k...] with every kernel rotated by 180 degrees.
+
+    A stride-1 Conv's adjoint is the Conv with these weights; ONNX Runtime folds this
+    initializer-only subgraph once at session start, and its Conv kernels are faster than
+    ConvTranspose's.
+    """
+    shape = b.shape(w)
+    co, ci_g, kernel = shape[0], shape[1], list(shape[2:])
+    spatial = len(kernel)
+    grouped = b.op("Reshape", w, b.ints([group, co // group, ci_g] + kernel))
+    swapped = b.op("Transpose", grouped, perm=[0, 2, 1] + list(range(3, 3 + spatial)))
+    merged = b.op("Reshape", swapped, b.ints([group * ci_g, co // group] + kernel))
+    axes = list(range(2, 2 + spatial))
+    return b.op("Slice", merged, b.ints([-1] * spatial), b.ints([-(2 ** 62)] * spatial), b.ints(axes),
+                b.ints([-1] * spatial))
 
 
 def conv_transpose_pads(b: GraphBuilder, node: Node) -> tuple[list[int], list[int], list[int], list[int]]:

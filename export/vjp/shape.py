@@ -120,8 +120,9 @@ def place_strided(b: GraphBuilder, g: str, rank: int, axis: int, dim: int, first
 @vjp("Slice")
 def vjp_slice(b, node, grads, needs):
     x, g = node.inputs[0], grads[0]
-    if not (b.has_value(node.inputs[1]) and b.has_value(node.inputs[2])):
-        return [dynamic_slice_grad(b, node, g)] + [None] * (len(node.inputs) - 1)
+    static = b.has_value(node.inputs[1]) and b.has_value(node.inputs[2]) and min(b.shape(x)) >= 0
+    if not static:
+        return [runtime_slice_grad(b, node, g)] + [None] * (len(node.inputs) - 1)
     rank = b.rank(x)
     shape = list(b.shape(node.outputs[0]))
     for axis, first, count, step in static_slice_params(b, node):
@@ -130,16 +131,24 @@ def vjp_slice(b, node, grads, needs):
     return [g] + [None] * (len(node.inputs) - 1)
 
 
-def dynamic_slice_grad(b: GraphBuilder, node: Node, g: str) -> str:
-    """Step-1 slice whose starts/ends are graph inputs (the LAM window): pad back, pads in-graph."""
+def runtime_slice_grad(b: GraphBuilder, node: Node, g: str) -> str:
+    """Step-1 slice whose bounds or input size are only known at run time (the LAM window):
+    pad the gradient back with pads computed in the graph from the runtime shape."""
     x = node.inputs[0]
     rank = b.rank(x)
     axes = [int(a) % rank for a in b.value(node.input(3))] if node.input(3) else list(range(rank))
     if node.input(4) and np.any(b.value(node.input(4)) != 1):
-        raise NotImplementedError("Slice with image-dependent bounds and a step other than 1")
-    dims = b.ints([b.shape(x)[a] for a in axes])
-    starts = b.op("Cast", node.inputs[1], to=7)
-    ends = b.op("Min", b.op("Cast", node.inputs[2], to=7), dims)
+        raise NotImplementedError("Slice with run-time bounds and a step other than 1")
+    dims = b.op("Gather", b.dyn_shape(x), b.ints(axes))
+    zero = b.ints([0] * len(axes))
+
+    def clamp(bound: str) -> str:  # numpy slicing: negative counts from the end, then clip to [0, dim]
+        bound = b.op("Cast", bound, to=7)
+        wrapped = b.op("Where", b.op("Less", bound, zero), b.op("Add", bound, dims), bound)
+        return b.op("Min", b.op("Max", wrapped, zero), dims)
+
+    starts, ends = clamp(node.inputs[1]), clamp(node.inputs[2])
+    ends = b.op("Max", ends, starts)
     begin_pad, end_pad = [b.ints([0])] * rank, [b.ints([0])] * rank
     for i, axis in enumerate(axes):
         begin_pad[axis] = slice_axis(b, starts, 0, i, i + 1)
@@ -248,13 +257,15 @@ def fold_border(b: GraphBuilder, part: str, rank: int, axis: int, dim: int, widt
 # ---- pixel shuffles ------------------------------------------------------------------------------
 @vjp("DepthToSpace")
 def vjp_depth_to_space(b, node, grads, needs):
+    """SpaceToDepth inverts DCR; for CRD a channel gather then puts channels back in CRD order."""
     bs = int(node.attrs["blocksize"])
+    gathered = b.op("SpaceToDepth", grads[0], blocksize=bs)
     if node.attrs.get("mode", "DCR") == "DCR":
-        return [b.op("SpaceToDepth", grads[0], blocksize=bs)]
-    n, c, h, w = b.shape(node.outputs[0])
-    split = batch_reshape(b, grads[0], [n, c, h // bs, bs, w // bs, bs])
-    moved = b.op("Transpose", split, perm=[0, 1, 3, 5, 2, 4])
-    return [batch_reshape(b, moved, [n, c * bs * bs, h // bs, w // bs])]
+        return [gathered]
+    c = b.shape(node.outputs[0])[1]
+    # CRD channel c*bs*bs + k sits at DCR position k*c + c'
+    order = [k * c + ch for ch in range(c) for k in range(bs * bs)]
+    return [b.op("Gather", gathered, b.ints(order), axis=1)]
 
 
 @vjp("SpaceToDepth")

@@ -14,6 +14,8 @@ from torch import nn
 
 from lam_trt.errors import InputError
 
+from ._blocks import DIV2K_RGB_MEAN
+
 from .carn import CARN
 from .edsr import EDSR
 from .fsrcnn import FSRCNN
@@ -68,4 +70,4 @@ def build(
     return model.eval()
 
 
-__all__ = ["ARCHITECTURES", "FIXED_SIZE", "build"]
+__all__ = ["ARCHITECTURES", "DIV2K_RGB_MEAN", "FIXED_SIZE", "build"]

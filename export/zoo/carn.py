@@ -4,8 +4,9 @@ is concatenated with all earlier ones and fused by a 1x1 convolution, at two lev
 Parameter names follow the authors' code, github.com/nmhkahn/CARN-pytorch (``carn/model/carn.py``
 and ``ops.py``: ``sub_mean.shifter``, ``entry``, ``b<i>.b<j>.body.{0,2}``, ``b<i>.c<j>.body.0``,
 ``c<i>.body.0``, ``upsample.up.body.<k>``, ``exit``, ``add_mean.shifter``). The released
-``carn.pth`` was trained with ``multi_scale=True`` and stores ``upsample.up2/up3/up4``; a
-single-scale model (``multi_scale=False`` in the authors' code) stores ``upsample.up``, as here.
+``carn.pth`` was trained with ``multi_scale=True`` and stores ``upsample.up{2,3,4}`` (build with
+``multi_scale=True`` to load it; ``scale`` picks the branch that runs); a single-scale model
+stores ``upsample.up``.
 ``width`` is the channel count (64 in the paper), ``depth`` the number of cascading blocks (3).
 """
 from __future__ import annotations
@@ -89,18 +90,24 @@ class _UpsampleBlock(nn.Module):
 
 
 class _Upsample(nn.Module):
-    def __init__(self, channels: int, scale: int):
+    def __init__(self, channels: int, scale: int, multi_scale: bool):
         super().__init__()
-        self.up = _UpsampleBlock(channels, scale)
+        self.key = f"up{scale}" if multi_scale else "up"
+        if multi_scale:
+            self.up2, self.up3, self.up4 = (_UpsampleBlock(channels, s) for s in (2, 3, 4))
+        else:
+            self.up = _UpsampleBlock(channels, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(x)
+        return getattr(self, self.key)(x)
 
 
 class CARN(nn.Module):
-    def __init__(self, scale: int = 4, width: int = 64, depth: int = 3, in_channels: int = 3):
+    def __init__(
+        self, scale: int = 4, width: int = 64, depth: int = 3, in_channels: int = 3, multi_scale: bool = False
+    ):
         super().__init__()
-        check_scale("carn", scale, (2, 3, 4, 8))
+        check_scale("carn", scale, (2, 3, 4) if multi_scale else (2, 3, 4, 8))
         check_positive("carn", width=width, depth=depth)
         self.depth = depth
         self.sub_mean = _MeanShift(-1.0, in_channels)
@@ -110,7 +117,7 @@ class CARN(nn.Module):
             setattr(self, f"b{i}", _Block(width))
         for i in range(1, depth + 1):
             setattr(self, f"c{i}", _BasicBlock(width * (i + 1), width))
-        self.upsample = _Upsample(width, scale)
+        self.upsample = _Upsample(width, scale, multi_scale)
         self.exit = nn.Conv2d(width, in_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
