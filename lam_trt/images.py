@@ -24,12 +24,12 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
 def load_image(source: ImageSource, channels: int) -> np.ndarray:
-    """Return ``source`` as float32 [channels, h, w] in [0, 1], for a model with ``channels`` inputs.
+    """Return ``source`` as float32 [channels, h, w] in [0, 1] for a model with ``channels`` inputs.
 
     ``source``: a path (PNG, JPEG, TIFF, BMP, ...; 8 or 16 bit; gray, gray+alpha, RGB, RGBA,
     palette), a PIL image, or an array [h, w], [h, w, c] or [c, h, w] with c in {1, 3, 4}
-    (uint8 / 255, uint16 / 65535, bool, or float already in [0, 1]). When both the first and the
-    last axis could hold channels (c x h x w with h, w <= 4) the array is read as [c, h, w].
+    (uint8 / 255, uint16 / 65535, bool, or float already in [0, 1]); a 3-D array whose first axis
+    is at most 4 long is read as [c, h, w] (the project's layout), any other as [h, w, c].
     Alpha is dropped; gray -> RGB repeats the channel; RGB -> gray uses BT.601 luma.
     16-bit gray files keep full precision; 16-bit colour PNGs are read by Pillow at 8 bits.
     Raises InputError for anything unusable, including ``channels`` other than 1 or 3.
@@ -90,7 +90,7 @@ def _array_to_hwc(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., None]
     elif array.ndim == 3:
-        if array.shape[0] in (1, 2, 3, 4) and (array.shape[2] > 4 or array.shape[0] <= 4):
+        if array.shape[0] <= 4:
             array = array.transpose(1, 2, 0)
     else:
         raise InputError(f"an image array must be 2-D or 3-D, got shape {array.shape}")
