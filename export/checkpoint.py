@@ -163,20 +163,18 @@ def infer_config(arch: str, state: Mapping[str, torch.Tensor], scale: int) -> di
         unshuffle = {1: 16, 2: 4}.get(scale, 1) if arch == "rrdbnet" else 1
         config["in_channels"], config["width"] = first.shape[1] // unshuffle, int(first.shape[0])
     if arch in _DEPTH_KEY:
-        indices = {m.group(1) for k in state if (m := re.fullmatch(_DEPTH_KEY[arch], k))}
-        if indices:
-            config["depth"] = len(indices)
-    if arch == "rnan":
-        config["depth"] = 2 + len({m.group(1) for k in state if (m := re.match(r"body\.(\d+)\.body\.0\.", k))})
-    if arch == "fsrcnn":
-        config["depth"] = sum(1 for k, v in state.items() if k.startswith("mid_part.") and v.dim() == 4) - 2
-        config["shrink"] = int(state["mid_part.0.weight"].shape[0]) if "mid_part.0.weight" in state else 12
-    config.update(_ARCH_OPTIONS.get(arch, lambda _s: {})(state))
+        config |= _counted(state, "depth", _DEPTH_KEY[arch])
+    config |= _ARCH_OPTIONS.get(arch, lambda _s: {})(state)
     return config
 
 
 def _count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for k in state if (m := re.fullmatch(pattern, k))})
+
+
+def _counted(state: Mapping[str, torch.Tensor], option: str, pattern: str) -> dict[str, int]:
+    n = _count(state, pattern)
+    return {option: n} if n else {}
 
 
 def _swinir_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -198,6 +196,20 @@ def _swinir_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     return options
 
 
+def _fsrcnn_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    if "mid_part.0.weight" not in state:
+        return {}
+    mapping = sum(1 for k, v in state.items() if k.startswith("mid_part.") and v.dim() == 4) - 2
+    return {"shrink": int(state["mid_part.0.weight"].shape[0]), "depth": mapping}
+
+
+def _rnan_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    options = _rgb_range(state)
+    if "body_nl_low.0.body.1.weight" in state:  # the two non-local groups plus the plain ones
+        options["depth"] = 2 + _count(state, r"body\.(\d+)\.body\.0\.RA_RB1\.0\.body\.0\.weight")
+    return options
+
+
 def _rgb_range(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """EDSR-family mean shifts store -rgb_range * DIV2K mean as their bias: read the range back."""
     bias = state.get("sub_mean.bias")
@@ -215,14 +227,15 @@ def _edsr_options(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 _ARCH_OPTIONS = {
+    "fsrcnn": _fsrcnn_options,
     "edsr": _edsr_options,
     "msrn": _rgb_range,
-    "rnan": _rgb_range,
+    "rnan": _rnan_options,
     "carn": lambda s: {"multi_scale": "upsample.up2.body.0.weight" in s},
     "rrdbnet": lambda s: {"num_grow_ch": int(s["body.0.rdb1.conv1.weight"].shape[0])} if "body.0.rdb1.conv1.weight" in s else {},
     "pan": lambda s: {"up_width": int(s["upconv1.weight"].shape[0])} if "upconv1.weight" in s else {},
-    "rcan": lambda s: _rgb_range(s) | {"n_resblocks": _count(s, r"body\.0\.body\.(\d+)\.body\.0\.weight")},
-    "san": lambda s: _rgb_range(s) | {"n_resblocks": _count(s, r"RG\.0\.rcab\.(\d+)\.conv_first\.0\.weight")},
+    "rcan": lambda s: _rgb_range(s) | _counted(s, "n_resblocks", r"body\.0\.body\.(\d+)\.body\.0\.weight"),
+    "san": lambda s: _rgb_range(s) | _counted(s, "n_resblocks", r"RG\.0\.rcab\.(\d+)\.conv_first\.0\.weight"),
     "swinir": _swinir_options,
 }
 
