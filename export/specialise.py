@@ -246,11 +246,15 @@ def batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int], 
 
 
 def matching_axis(in_shape, axis: int, out_shape) -> int:
-    """The output axis that starts where the batch axis started (same element count before it)."""
+    """The output axis that starts where the batch axis started (same element count before it).
+
+    The runtime batch is the outermost factor of its axis, so when a reshape splits that axis the
+    batch goes to the first piece, and when it merges axes the batch leads the merged one.
+    """
     before = int(np.prod(in_shape[:axis]))
     count = 1
     for j, d in enumerate(out_shape):
-        if count == before and d % max(in_shape[axis], 1) == 0:
+        if count == before:
             return j
         count *= d
     return 0

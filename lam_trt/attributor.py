@@ -38,7 +38,7 @@ class Attributor:
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, provider: str = "auto",
                  cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                 internal_batch_size: int | None = None):
+                 internal_batch_size: int | None = None, fp16: bool = False):
         self.model_path = None if isinstance(model, onnx.ModelProto) else Path(model)
         self.model = load_model(model)
         image_io(self.model)  # fail early on anything that is not image-to-image
@@ -51,6 +51,7 @@ class Attributor:
         self.cache = GraphCache(cache_dir)
         self.threads = threads
         self.internal_batch_size = internal_batch_size
+        self.fp16 = fp16  # TensorRT only: half-precision engines (report the error against fp32)
         self._runners: dict[tuple[int, int, int], tuple[GraphRunner, dict[str, Any]]] = {}
         self._forward: Optional[ort.InferenceSession] = None
         self._stream: Any = None
@@ -70,7 +71,7 @@ class Attributor:
             provider = resolve(self.provider)
             if device_usable(provider):
                 runner = DeviceRunner(graph_path, provider, self.threads, self.internal_batch_size,
-                                      cache_dir=self.cache.root, stream=self.stream())
+                                      cache_dir=self.cache.root, stream=self.stream(), fp16=self.fp16)
             else:
                 runner = GraphRunner(graph_path, provider, self.threads, self.internal_batch_size,
                                      cache_dir=self.cache.root)
@@ -194,6 +195,8 @@ class Attributor:
                            **{k: v for k, v in path.params.items() if k not in ("steps", "sigma", "kernel_size")}},
             "runtime": {"provider": runner.provider, "providers_used": runner.session.get_providers(),
                         "batch_size": runner.batch_size, "chunks": chunks, "threads": self.threads,
+                        "precision": "fp16" if self.fp16 and runner.provider == "tensorrt" else "fp32",
+                        "path_generator": path.params.get("generator", "numpy"),
                         "graph_cache_hit": info["graph_cache_hit"], "graph_path": info["graph_path"]},
             "timings_seconds": {k: round(v, 6) for k, v in timings.items()},
             "versions": {"lam_trt": lam_trt.__version__, "onnxruntime": ort.__version__,
