@@ -150,3 +150,18 @@ def test_demo_runs_on_the_bundled_model(tmp_path):
     assert summary["scale"] == 4 and summary["input_shape"] == [3, 64, 64]
     assert 0 < summary["diffusion_index"] < 100
     assert (tmp_path / "demo" / "lam.png").stat().st_size > 10_000
+
+
+def test_attribute_does_not_import_torch(files, tmp_path):
+    """PyTorch is an optional extra: attributing an ONNX model must not load it (nor Ray, spandrel)."""
+    script = (
+        "import sys\n"
+        "from lam_trt.cli import app\n"
+        f"try:\n    app(['attribute', {str(files['model'])!r}, {str(files['lr'])!r}, '--window', '2', '2',"
+        f" '--size', '8', '--steps', '3', '--out', {str(tmp_path / 'o')!r}])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "print(sorted(m for m in ('torch', 'spandrel', 'ray', 'cupy') if m in sys.modules))\n")
+    env = {**os.environ, "LAM_TRT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
