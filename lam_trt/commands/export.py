@@ -134,7 +134,8 @@ def _print(summary: dict, json_output: bool) -> None:
         f"{_count(summary['parameters'])} parameters) -> {summary['path']}",
         soft_wrap=True,
     )
-    out_console.print(f"  opset {summary['opset']}, dynamic {', '.join(dims) if dims else 'nothing'}", soft_wrap=True)
+    fixed = "" if dims else f" (fixed input {'x'.join(map(str, summary['checks'][0]['shape']))})"
+    out_console.print(f"  opset {summary['opset']}, dynamic {', '.join(dims) if dims else 'nothing'}{fixed}", soft_wrap=True)
     out_console.print(
         f"  onnxruntime vs PyTorch: max abs error {worst['max_abs_error']:.2e}, "
         f"relative {worst['max_rel_error']:.2e} (inputs {shapes})",
