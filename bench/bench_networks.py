@@ -1,0 +1,405 @@
+#!/usr/bin/env python
+"""lam-trt against the reference LAM algorithm and batched PyTorch autograd, per zoo network.
+
+For every network, side by side in one run with the same threads and the same path:
+  (a) the authors' algorithm: one path image at a time, backward() with parameters requiring grad,
+      blur per step on the CPU (bench/reference_lam.py:lam_authors);
+  (b) batched PyTorch autograd on the input only, in chunks (reference_lam.py:lam_batched);
+  (c) lam-trt (Attributor.attribute, crop off so the work is equal) on every ONNX Runtime provider
+      present;
+  plus the forward passes alone over the same path, in ONNX Runtime and in PyTorch.
+Each is warmed up once, then timed ``--repeats`` times, interleaved (a, b, c, forward, a, b, ...),
+so slow drifts in machine load hit every method alike; we report medians. The warm-up maps of
+(a), (b) and (c) are compared (relative L2) to show the work is the same.
+
+A second table compares receptive-field cropping on and off on a 256x256 LR image (--crop-nets).
+
+    python bench/bench_networks.py                       # everything; writes bench/RESULTS.md and bench/speedups.png
+    python bench/bench_networks.py --nets edsr,fsrcnn --steps 50 --repeats 5
+    python bench/bench_networks.py --quick                # a minute-long smoke run, results in a temp folder
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+import reference_lam as peers  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nets", default=",".join(C.CONFIGS), help="comma-separated zoo names (default: all)")
+    p.add_argument("--steps", type=int, nargs="+", default=[50, 100], help="path steps (default: 50 100)")
+    p.add_argument("--steps-100-nets", default=None,
+                   help="comma-separated nets measured at the largest --steps value; the others only at the "
+                        "smaller ones (default: all nets at every value)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per method (median reported)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for PyTorch and ONNX Runtime")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="path images per chunk for (b), (c) and the forward passes (default: lam-trt's choice)")
+    p.add_argument("--size", default=None, help="LR size HxW for every net (default: per net, see _common.CONFIGS)")
+    p.add_argument("--providers", default=None, help="lam-trt providers (default: every one available)")
+    p.add_argument("--crop-nets", default="fsrcnn,edsr", help="nets for the crop on/off table ('' to skip)")
+    p.add_argument("--crop-size", default="256x256", help="LR size of the crop comparison")
+    p.add_argument("--crop-steps", type=int, default=20, help="steps of the crop comparison")
+    p.add_argument("--skip-authors", action="store_true", help="leave out (a) (the slowest)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: fsrcnn and edsr, 32x32, 8 steps, 2 repeats; writes to a temp folder")
+    p.add_argument("--out", type=Path, default=None, help="folder for results.json, RESULTS.md and the plot "
+                   "(default: bench/, or a temp folder with --quick)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.nets = "fsrcnn,edsr" if args.nets == p.get_default("nets") else args.nets
+        args.steps, args.repeats, args.size = [8], 2, args.size or "32x32"
+        args.crop_size, args.crop_steps = "64x64", 4
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="lam-trt-bench-quick-"))
+    args.out = args.out or C.BENCH_DIR
+    if args.repeats < 1 or args.threads < 1 or min(args.steps) < 1:
+        p.error("--repeats, --threads and --steps must be >= 1")
+    return args
+
+
+def size_of(text: str | None, default: tuple[int, int]) -> tuple[int, int]:
+    from lam_trt.bench import parse_size
+
+    return parse_size(text) if text else default
+
+
+class Timer:
+    """Runs named methods, interleaved, and keeps every time."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        out = fn()
+        self.times.setdefault(name, []).append(time.perf_counter() - t)
+        return out
+
+
+def ort_forward(onnx_path: Path, threads: int, provider: str):
+    import onnxruntime as ort
+
+    from lam_trt.providers import resolve, session_providers
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), opts, providers=session_providers(resolve(provider)))
+    name = session.get_inputs()[0].name
+
+    def forward(points: np.ndarray, batch: int) -> None:
+        for lo in range(0, len(points), batch):
+            session.run(None, {name: np.ascontiguousarray(points[lo:lo + batch])})
+
+    return forward
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def measure_network(name: str, size: tuple[int, int], steps_list: list[int], args: argparse.Namespace,
+                    providers: list[str], workdir: Path) -> list[dict[str, Any]]:
+    import torch
+
+    from lam_trt import Attributor
+    from lam_trt.kernels import make_path
+
+    model = C.build_model(name)
+    onnx_path = C.export_model(name, model, workdir, size)
+    image = C.bench_image(size)
+    x, y = C.centre(size)
+    attributors = {p: Attributor(onnx_path, provider=p, cache_dir=workdir / "cache", threads=args.threads,
+                                 internal_batch_size=args.batch_size) for p in providers}
+    forwards = {p: ort_forward(onnx_path, args.threads, p) for p in providers}
+    rows = []
+    for steps in steps_list:
+        kw = dict(size=C.WINDOW_SIZE, steps=steps, sigma=C.SIGMA)
+        path = make_path("lam", image, steps=steps, sigma=C.SIGMA, kernel_size=C.KERNEL_SIZE)
+        points_t = torch.from_numpy(path.points)
+        lam = {p: (lambda a=a: a.attribute(image, window=(x, y), kernel_size=C.KERNEL_SIZE, crop=False, **kw))
+               for p, a in attributors.items()}
+        # Warm-up: builds graphs and sessions, fixes lam-trt's batch size, and checks equal work.
+        first = {p: fn() for p, fn in lam.items()}
+        batch = args.batch_size or first[providers[0]].meta["runtime"]["batch_size"]
+        methods: dict[str, Callable[[], Any]] = {}
+        if not args.skip_authors:
+            methods["a"] = lambda: peers.lam_authors(model, image, (x, y), kernel_size=C.KERNEL_SIZE, **kw)
+        methods["b"] = lambda: peers.lam_batched(model, image, (x, y), kernel_size=C.KERNEL_SIZE,
+                                                 batch_size=batch, **kw)
+        for p in providers:
+            methods[f"c_{p}"] = lam[p]
+            methods[f"fwd_{p}"] = lambda p=p: forwards[p](path.points, batch)
+        methods["fwd_torch"] = lambda: peers.forward_only(model, points_t, batch)
+        agreement = {}
+        warm = {}
+        for key, fn in methods.items():
+            warm[key] = fn()
+        reference = first[providers[0]].attribution
+        for key in ("a", "b"):
+            if key in warm:
+                agreement[key] = rel_l2(warm[key].attribution, reference)
+        timer = Timer()
+        for _ in range(args.repeats):
+            for key, fn in methods.items():
+                out = timer.run(key, fn)
+                if key.startswith("c_"):
+                    for part in ("load_and_path", "endpoints", "integral"):
+                        timer.times.setdefault(f"{key}_{part}", []).append(out.meta["timings_seconds"][part])
+        res = first[providers[0]]
+        rows.append({
+            "net": name, "config": C.CONFIGS[name].describe(), "note": C.CONFIGS[name].note,
+            "parameters": int(sum(p.numel() for p in model.parameters())), "lr_size": list(size),
+            "steps": steps, "batch_size": int(batch), "threads": args.threads, "providers": providers,
+            "times": timer.times, "agreement_rel_l2": agreement,
+            "completeness_gap_relative": _finite(res.completeness_gap_relative),
+            "diffusion_index": _finite(res.diffusion_index),
+            "attributions_per_second": {p: 1.0 / C.median(timer.times[f"c_{p}"]) for p in providers},
+        })
+        print(summary_line(rows[-1]), flush=True)
+    return rows
+
+
+def measure_crop(name: str, size: tuple[int, int], steps: int, args: argparse.Namespace, workdir: Path) -> dict:
+    from lam_trt import Attributor
+
+    model = C.build_model(name)
+    onnx_path = C.export_model(name, model, workdir, size)
+    image = C.bench_image(size)
+    x, y = C.centre(size)
+    attributor = Attributor(onnx_path, provider="cpu", cache_dir=workdir / "cache", threads=args.threads,
+                            internal_batch_size=args.batch_size)
+
+    def run(crop: bool | str):
+        return attributor.attribute(image, window=(x, y), size=C.WINDOW_SIZE, steps=steps, sigma=C.SIGMA,
+                                    kernel_size=C.KERNEL_SIZE, crop=crop)
+
+    on, off = run(True), run(False)
+    timer = Timer()
+    repeats = max(3, min(args.repeats, 5))
+    for _ in range(repeats):
+        timer.run("crop", lambda: run(True))
+        timer.run("full", lambda: run(False))
+    row = {"net": name, "config": C.CONFIGS[name].describe(), "lr_size": list(size), "steps": steps,
+           "repeats": repeats, "times": timer.times, "crop": on.meta["crop"],
+           "max_abs_difference": float(np.abs(on.attribution - off.attribution).max()),
+           "rel_l2_difference": rel_l2(on.attribution, off.attribution),
+           "di": [_finite(on.diffusion_index), _finite(off.diffusion_index)]}
+    print(f"crop {name} {size[0]}x{size[1]} {steps} steps: full {C.median(timer.times['full']):.2f} s, "
+          f"crop {C.median(timer.times['crop']):.2f} s ({on.meta['crop']['reason']}), "
+          f"rel L2 {row['rel_l2_difference']:.1e}", flush=True)
+    return row
+
+
+def _finite(v: float | None) -> float | None:
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+PARTS = ("_load_and_path", "_endpoints", "_integral")
+
+
+def speedups(row: dict, provider: str = "cpu") -> dict[str, float]:
+    t = {k: C.median(v) for k, v in row["times"].items()}
+    c = t[f"c_{provider}"]
+    return {"vs_a": t.get("a", float("nan")) / c, "vs_b": t["b"] / c, "fwd_ratio": c / t[f"fwd_{provider}"],
+            "integral_fwd_ratio": t[f"c_{provider}_integral"] / t[f"fwd_{provider}"],
+            "b_fwd_ratio": t["b"] / t["fwd_torch"], "ort_vs_torch_fwd": t["fwd_torch"] / t[f"fwd_{provider}"]}
+
+
+def summary_line(row: dict) -> str:
+    t = {k: C.median(v) for k, v in row["times"].items()}
+    parts = [f"{row['net']:8s} {row['steps']:4d} steps batch {row['batch_size']:3d}:"]
+    parts += [f"{k} {t[k]:.2f}s" for k in row["times"] if not k.endswith(PARTS)]
+    s = speedups(row, row["providers"][0])
+    parts.append(f"| c/a {s['vs_a']:.2f}x c/b {s['vs_b']:.2f}x c/fwd {s['fwd_ratio']:.2f}")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+def markdown(data: dict) -> str:
+    rows, crop = data["rows"], data["crop_rows"]
+    providers = rows[0]["providers"] if rows else ["cpu"]
+    lines = [
+        f"Measured {data['date']} by `python bench/bench_networks.py {' '.join(data['argv'])}` "
+        f"in {data['wall_seconds'] / 60:.1f} min.",
+        "",
+        f"- Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
+        f"{data['machine']['memory_gib']} GiB; {data['machine']['platform']}.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".",
+        f"- Threads: {data['threads']} for PyTorch (`torch.set_num_threads`) and ONNX Runtime (intra-op), every method.",
+        f"- Load while measuring: {C.describe_load(data['load'])}.",
+        "- Setting: LR image {}, x{}, {}x{} window at the centre of the SR output, sigma {}, kernel {}, right "
+        "Riemann sum; random weights (seed 0). Times are medians of {} runs after one warm-up, the methods "
+        "interleaved.".format(_lr_sizes(rows), C.SCALE, C.WINDOW_SIZE, C.WINDOW_SIZE, C.SIGMA, C.KERNEL_SIZE,
+                              data["repeats"]),
+        "",
+        "Columns: (a) authors' algorithm (one image at a time, `backward()` with parameter gradients, blur per "
+        "step); (b) batched PyTorch autograd on the input only; (c) lam-trt `Attributor.attribute` on the CPU "
+        "provider, whole call (path, endpoints, integral), crop off; fwd: ONNX Runtime forward passes alone "
+        "over the same path and chunks. c/fwd is the whole call over fwd, integral/fwd only the path integral. "
+        "equal work: relative L2 of the (a) and (b) maps against (c)'s.",
+        "",
+        "| net | configuration | steps | batch | (a) s | (b) s | (c) s | c vs (a) | c vs (b) | attr/s | "
+        "c/fwd | integral/fwd | fwd s (ORT) | fwd s (torch) | equal work (a, b) | gap |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        t = {k: C.median(v) for k, v in row["times"].items()}
+        s = speedups(row, "cpu" if "cpu" in providers else providers[0])
+        p = "cpu" if "cpu" in providers else providers[0]
+        agree = ", ".join(f"{row['agreement_rel_l2'][k]:.0e}" for k in ("a", "b") if k in row["agreement_rel_l2"])
+        gap = row["completeness_gap_relative"]
+        lines.append(
+            f"| {row['net']} | {row['config']}, {row['lr_size'][0]}x{row['lr_size'][1]} | {row['steps']} | "
+            f"{row['batch_size']} | {C.fmt_seconds(t.get('a', float('nan')))} | {C.fmt_seconds(t['b'])} | "
+            f"{C.fmt_seconds(t[f'c_{p}'])} | {s['vs_a']:.2f}x | {s['vs_b']:.2f}x | "
+            f"{row['attributions_per_second'][p]:.3f} | {s['fwd_ratio']:.2f} | {s['integral_fwd_ratio']:.2f} | "
+            f"{C.fmt_seconds(t[f'fwd_{p}'])} | {C.fmt_seconds(t['fwd_torch'])} | {agree} | "
+            f"{'-' if gap is None else f'{100 * gap:.1f}%'} |")
+    gpu = [p for p in providers if p != "cpu"]
+    if gpu:
+        lines += ["", "GPU providers (the PyTorch peers ran on the CPU):", "",
+                  "| net | steps | " + " | ".join(f"{p} s | {p} vs (b)" for p in gpu) + " |",
+                  "|---|---:|" + "---:|---:|" * len(gpu)]
+        for row in rows:
+            t = {k: C.median(v) for k, v in row["times"].items()}
+            lines.append(f"| {row['net']} | {row['steps']} | " +
+                         " | ".join(f"{C.fmt_seconds(t[f'c_{p}'])} | {t['b'] / t[f'c_{p}']:.2f}x" for p in gpu) + " |")
+    if rows:
+        lines += ["", "Configurations (published width everywhere; depth reduced to fit the CPU budget):", ""]
+        for name in dict.fromkeys(r["net"] for r in rows):
+            r = next(r for r in rows if r["net"] == name)
+            lines.append(f"- {name}: {r['note']} ({r['parameters'] / 1e6:.2f} M parameters).")
+    if crop:
+        lines += ["", f"Receptive-field cropping (lam-trt, CPU, crop on vs off; medians of {crop[0]['repeats']} runs):", "",
+                  "| net | LR size | steps | full s | crop s | speed-up | cropped region (LR px) | map difference (rel L2) |",
+                  "|---|---|---:|---:|---:|---:|---|---:|"]
+        for r in crop:
+            full, cropped = C.median(r["times"]["full"]), C.median(r["times"]["crop"])
+            c = r["crop"]
+            region = f"{c['height']}x{c['width']} at ({c['top']}, {c['left']})" if c["applied"] else f"not applied: {c['reason']}"
+            lines.append(f"| {r['net']} ({r['config']}) | {r['lr_size'][0]}x{r['lr_size'][1]} | {r['steps']} | "
+                         f"{C.fmt_seconds(full)} | {C.fmt_seconds(cropped)} | {full / cropped:.1f}x | {region} | "
+                         f"{r['rel_l2_difference']:.1e} |")
+    return "\n".join(lines)
+
+
+def _lr_sizes(rows: list[dict]) -> str:
+    sizes = sorted({f"{r['lr_size'][0]}x{r['lr_size'][1]}" for r in rows})
+    return " / ".join(sizes) or "-"
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["rows"]
+    steps_values = sorted({r["steps"] for r in rows})
+    nets = list(dict.fromkeys(r["net"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [2, 1]})
+    ax = axes[0]
+    width = 0.8 / (2 * len(steps_values))
+    colours = {("vs_a", 0): "#1f77b4", ("vs_a", 1): "#6baed6", ("vs_b", 0): "#d62728", ("vs_b", 1): "#fc9272"}
+    for i, steps in enumerate(steps_values):
+        for j, key in enumerate(("vs_a", "vs_b")):
+            xs, ys = [], []
+            for n, net in enumerate(nets):
+                row = next((r for r in rows if r["net"] == net and r["steps"] == steps), None)
+                if row is None:
+                    continue
+                v = speedups(row)[key]
+                if np.isfinite(v):
+                    xs.append(n + (2 * i + j - len(steps_values) + 0.5) * width)
+                    ys.append(v)
+            label = f"over {'(a) authors' if key == 'vs_a' else '(b) batched autograd'}, {steps} steps"
+            ax.bar(xs, ys, width, label=label, color=colours[(key, min(i, 1))])
+    ax.axhline(1.5, color="#1f77b4", ls="--", lw=1)
+    ax.axhline(1.0, color="#d62728", ls="--", lw=1)
+    ax.set_xticks(range(len(nets)), nets, rotation=30)
+    ax.set_ylabel("speed-up of lam-trt (CPU)")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}x" if f"{v:.2g}"[0] in "235" else ""))
+    ax.set_title("lam-trt speed-up, same threads, same path")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax = axes[1]
+    big = max(steps_values) if steps_values else 0
+    sel = [r for r in rows if r["steps"] == big]
+    ax.barh([r["net"] for r in sel], [speedups(r)["fwd_ratio"] for r in sel], color="#555555", label="whole call")
+    ax.barh([r["net"] for r in sel], [speedups(r)["integral_fwd_ratio"] for r in sel], color="#2ca02c",
+            height=0.4, label="path integral only")
+    ax.axvline(2.0, color="k", ls=":", lw=1)
+    ax.axvline(2.5, color="#d62728", ls="--", lw=1)
+    ax.set_xlabel(f"lam-trt time / forward-only time ({big} steps)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8)
+    ax.set_title("cost over the forward passes (ideal ~2)")
+    fig.suptitle(f"{data['machine']['cpu']}, {data['threads']} threads; {data['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from lam_trt import providers as prov
+
+    torch.set_num_threads(args.threads)
+    providers = args.providers.split(",") if args.providers else prov.available()
+    nets = [n for n in args.nets.split(",") if n]
+    unknown = [n for n in nets if n not in C.CONFIGS]
+    if unknown:
+        print(f"unknown nets: {', '.join(unknown)}; choose from {', '.join(C.CONFIGS)}", file=sys.stderr)
+        return 2
+    big_nets = set(args.steps_100_nets.split(",")) if args.steps_100_nets else set(nets)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    load = [C.load_snapshot()]
+    print(f"load: {C.describe_load(load)}", flush=True)
+    rows, crop_rows = [], []
+    with tempfile.TemporaryDirectory(prefix="lam-trt-bench-") as tmp:
+        workdir = Path(tmp)
+        for name in nets:
+            steps = [s for s in args.steps if s < max(args.steps) or name in big_nets] or args.steps[:1]
+            rows += measure_network(name, size_of(args.size, C.bench_size(name)), steps, args, providers, workdir)
+            load.append(C.load_snapshot())
+        for name in [n for n in args.crop_nets.split(",") if n]:
+            crop_rows.append(measure_crop(name, size_of(args.crop_size, (256, 256)), args.crop_steps, args, workdir))
+        load.append(C.load_snapshot())
+    data = {"date": C.now(), "argv": sys.argv[1:] if argv is None else argv, "machine": C.machine(),
+            "versions": C.versions(), "threads": args.threads, "repeats": args.repeats,
+            "wall_seconds": time.perf_counter() - start, "load": load, "rows": rows, "crop_rows": crop_rows}
+    (args.out / "results.json").write_text(json.dumps(data, indent=1))
+    md = args.out / "RESULTS.md"
+    C.replace_section("networks", markdown(data), md)
+    plot(data, args.out / "speedups.png")
+    print(f"wrote {args.out / 'results.json'}, {md}, {args.out / 'speedups.png'} "
+          f"({(time.perf_counter() - start) / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``lam-trt bench``: attributions per second, path images per second, latency and memory of one model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, show_progress
+
+RULES = ["right", "trapezoid", "gauss-legendre"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_command)
+
+
+@handle_errors
+def bench_command(
+    model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
+    size: Optional[str] = typer.Option(None, "--size", help="LR input size HxW of the synthetic test image "
+                                       "(default: the model's fixed size, else 64x64, the paper's)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Attribute this LR image instead of a "
+                                         "synthetic one."),
+    steps: int = typer.Option(100, help="Path steps per attribution."),
+    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
+    repeats: int = typer.Option(5, help="Timed attributions (the statistics are over these)."),
+    warmup: int = typer.Option(1, help="Untimed attributions first (graph, session, allocations)."),
+    threads: Optional[int] = typer.Option(None, help="Intra-op threads (default: ONNX Runtime's choice)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Path images per run "
+                                             "(default: from a memory budget)."),
+    window_size: int = typer.Option(16, "--window-size", help="Window size in SR pixels (centred)."),
+    rule: str = typer.Option("right", help=f"Quadrature rule: {', '.join(RULES)}."),
+    crop: bool = typer.Option(True, "--crop/--no-crop", help="Receptive-field cropping where it is exact."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Measure how fast lam-trt attributes MODEL: one centred window, the same image, many times."""
+    from lam_trt.bench import parse_size, run_benchmark
+    from lam_trt.errors import InputError
+
+    if rule not in RULES:
+        raise InputError(f"unknown quadrature rule {rule!r}; choose one of {', '.join(RULES)}")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    if size is not None and image is not None:
+        raise InputError("give --size or --image, not both")
+    hw = parse_size(size) if size is not None else None
+
+    def on_run(index: int, seconds: float) -> None:
+        if show_progress():
+            label = f"warm-up {index + warmup + 1}/{warmup}" if index < 0 else f"run {index + 1}/{repeats}"
+            err_console.print(f"[dim]{label}: {seconds:.3f} s[/]")
+
+    report = run_benchmark(model, size=hw, image=image, steps=steps, provider=provider, repeats=repeats,
+                           warmup=warmup, threads=threads, batch_size=batch_size, window_size=window_size,
+                           rule=rule, crop="auto" if crop else False, on_run=on_run)
+    summary = report.to_dict()
+    if json_out:
+        print_json(summary)
+    else:
+        print_table(summary)
+
+
+def print_table(summary: dict) -> None:
+    from rich.table import Table
+
+    lat = summary["latency_seconds"]
+    crop = summary["crop"]
+    table = Table(title=f"lam-trt bench: {Path(summary['model']).name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("provider", f"{summary['provider']} ({', '.join(summary['providers_used'])})"),
+        ("input -> output", f"{'x'.join(map(str, summary['input_shape']))} -> "
+                            f"{'x'.join(map(str, summary['output_shape']))}"),
+        ("window", "x={x} y={y} size={size}".format(**summary["window"])),
+        ("path", f"{summary['path_points']} images ({summary['rule']}, {summary['steps']} steps), "
+                 f"batch {summary['batch_size']}, threads {summary['threads'] or 'default'}"),
+        ("crop", "applied" if crop.get("applied") else f"off ({crop.get('reason', '')})"),
+        ("attributions / s", f"{summary['attributions_per_second']:.3f}"),
+        ("path images / s", f"{summary['path_images_per_second']:.1f}"),
+        ("latency p50 / p90 / p99", f"{lat['p50']:.3f} / {lat['p90']:.3f} / {lat['p99']:.3f} s "
+                                    f"(min {lat['min']:.3f}, {summary['repeats']} runs)"),
+        ("cold start", "n/a" if summary["cold_start_seconds"] is None else f"{summary['cold_start_seconds']:.2f} s"),
+        ("peak memory", "n/a" if summary["peak_rss_mib"] is None else
+         f"{summary['peak_rss_mib']:.0f} MiB RSS ({summary['peak_memory_source']})"),
+        ("completeness gap", "n/a" if summary["completeness_gap_relative"] is None else
+         f"{100 * summary['completeness_gap_relative']:.2f}%"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out_console.print(table)
