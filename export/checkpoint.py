@@ -7,13 +7,13 @@ descriptor's ``__call__`` pads and clamps, which would hide the model's true gra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
-
+import inspect
 import math
 import re
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -134,10 +134,11 @@ def build_zoo_model(
     width: int | None = None,
     depth: int | None = None,
     source: str = "random-init",
+    **options: Any,
 ) -> LoadedModel:
-    """A zoo network, with ``state`` loaded strictly when given (width and channels read from it)."""
+    """A zoo network, with ``state`` loaded strictly when given (its configuration read from it)."""
     arch = arch.lower()
-    in_channels, options = 3, {}
+    in_channels = 3
     if arch not in _FIRST_CONV:
         zoo.build(arch)  # raises the "unknown architecture" error
     if state is not None:
@@ -146,7 +147,7 @@ def build_zoo_model(
         in_channels = inferred.pop("in_channels", 3)
         width = width or inferred.pop("width", None)
         depth = depth or inferred.pop("depth", None)
-        options = inferred
+        options = inferred | options
     module = zoo.build(arch, scale=scale, width=width, depth=depth, in_channels=in_channels, **options)
     if state is not None:
         _load_strict(module, state, arch)
@@ -240,6 +241,14 @@ _ARCH_OPTIONS = {
 }
 
 
+def _random_init_options(arch: str) -> dict[str, Any]:
+    """Random weights on 0..255 pixel values blow activations up by 255 and, in the attention
+    networks, saturate softmaxes: random EDSR-family models take [0, 1] directly instead."""
+    constructor = zoo.ARCHITECTURES.get(arch.lower())
+    takes_range = constructor is not None and "rgb_range" in inspect.signature(constructor).parameters
+    return {"rgb_range": 1.0} if takes_range else {}
+
+
 def _load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], arch: str) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -305,7 +314,7 @@ def load_model(
     if checkpoint is None:
         if arch is None:
             raise InputError("give a checkpoint, or --arch NAME with --random-init")
-        return build_zoo_model(arch, scale=scale or 4, width=width, depth=depth)
+        return build_zoo_model(arch, scale=scale or 4, width=width, depth=depth, **_random_init_options(arch))
     state = read_state_dict(checkpoint)
     name = Path(checkpoint).name
     if arch is not None:

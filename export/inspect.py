@@ -190,11 +190,10 @@ def _merge(fields: list[Field | None]) -> Field:
     )
 
 
-def _grow(f: Field, kernel: tuple[float, float], step: tuple[float, float], upsample: float = 1.0) -> Field:
-    """Araujo's recursion for a kernel applied at ``f``'s grid (``upsample`` > 1: transposed)."""
-    j = (f.j[0] / upsample, f.j[1] / upsample)
-    r = (f.r[0] + (kernel[0] - 1) * j[0], f.r[1] + (kernel[1] - 1) * j[1])
-    return replace(f, r=r, j=(j[0] * step[0], j[1] * step[1]))
+def _grow(f: Field, kernel: tuple[float, float], step: tuple[float, float]) -> Field:
+    """Araujo's recursion: a kernel applied on ``f``'s grid, then a stride."""
+    r = (f.r[0] + (kernel[0] - 1) * f.j[0], f.r[1] + (kernel[1] - 1) * f.j[1])
+    return replace(f, r=r, j=(f.j[0] * step[0], f.j[1] * step[1]))
 
 
 @_rule("Conv", "MaxPool", "AveragePool", "LpPool")
@@ -215,8 +214,8 @@ def _conv_transpose(node: onnx.NodeProto, fields: list[Field | None], ctx: _Cont
     d = _pair(_attr(node, "dilations"), 1)
     s = _pair(_attr(node, "strides"), 1)
     # zero insertion (jump / s), then a kernel over the fine grid
-    out = _grow(replace(f, j=(f.j[0] / s[0], f.j[1] / s[1])), ((k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1), (1, 1))
-    return out
+    fine = replace(f, j=(f.j[0] / s[0], f.j[1] / s[1]))
+    return _grow(fine, ((k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1), (1, 1))
 
 
 @_rule("DepthToSpace")

@@ -19,12 +19,14 @@ from typing import Any, Iterator
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 import torch
 from torch import nn
 
 from lam_trt.errors import GateError, InputError, ModelError
 from lam_trt.io import write_bytes
 
+_ORT_ERRORS = (ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException, ort_state.NotImplemented)
 OPSET = 17
 TOLERANCE = 1e-4  # relative: max |onnxruntime - torch| / max |torch|
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -105,24 +107,24 @@ def _export_checked(
     reference = _run_torch(module, sample)
     notes: list[str] = []
     dynamic_batch, dynamic_hw = True, not fixed_hw
-    data = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
-    if dynamic_hw and not _generalises(module, data, torch.rand(1, in_channels, h + 4, w + 8, generator=gen), tolerance):
+    graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
+    if dynamic_hw and not _generalises(module, graph, torch.rand(1, in_channels, h + 4, w + 8, generator=gen), tolerance):
         dynamic_hw = False
         notes.append(f"height and width fixed at {h}x{w}: the traced graph does not work at other sizes")
-        data = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
-    if not _generalises(module, data, torch.rand(2, in_channels, h, w, generator=gen), tolerance):
+        graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
+    if not _generalises(module, graph, torch.rand(2, in_channels, h, w, generator=gen), tolerance):
         dynamic_batch = False
         notes.append("batch fixed at 1: the traced graph does not work for other batch sizes")
-        data = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
+        graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
 
-    checks = [_compare(data, sample, reference)]
+    checks = [_compare(graph, sample, reference)]
     if dynamic_batch or dynamic_hw:
         shape = (2 if dynamic_batch else 1, in_channels, h + 4 * dynamic_hw, w + 8 * dynamic_hw)
         probe = torch.rand(*shape, generator=gen)
         with contextlib.suppress(RuntimeError, ValueError, InputError):  # shapes the model rejects
-            checks.append(_compare(data, probe, _run_torch(module, probe)))
+            checks.append(_compare(graph, probe, _run_torch(module, probe)))
 
-    proto = onnx.load_from_string(data)
+    proto = onnx.load_from_string(graph.data)
     _fix_output_dims(proto, reference.shape, dynamic_batch, dynamic_hw)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
@@ -190,7 +192,7 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic_hw: bool) -> bytes:
+def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic_hw: bool) -> _Traced:
     axes_in: dict[int, str] = {0: "batch"} if dynamic_batch else {}
     axes_out = dict(axes_in)
     if dynamic_hw:
@@ -212,17 +214,26 @@ def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic
             )
         except Exception as e:  # the exporter raises many types; report one line
             raise ModelError(f"PyTorch could not export the model to ONNX: {_first_line(e)}") from e
-        return target.read_bytes()
+        return _Traced(target.read_bytes())
 
 
-def _session(data: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+class _Traced:
+    """A serialized ONNX graph and, once needed, one ONNX Runtime session for all its checks."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self._session: ort.InferenceSession | None = None
+
+    def run(self, x: torch.Tensor) -> np.ndarray:
+        if self._session is None:
+            options = ort.SessionOptions()
+            options.log_severity_level = 4  # probing other shapes may fail on purpose: stay quiet
+            self._session = ort.InferenceSession(self.data, options, providers=["CPUExecutionProvider"])
+        return self._session.run(None, {INPUT_NAME: x.numpy()})[0]
 
 
-def _compare(data: bytes, x: torch.Tensor, reference: np.ndarray) -> Check:
-    got = _session(data).run(None, {INPUT_NAME: x.numpy()})[0]
+def _compare(graph: _Traced, x: torch.Tensor, reference: np.ndarray) -> Check:
+    got = graph.run(x)
     if got.shape != reference.shape:
         raise ModelError(f"onnxruntime output shape {got.shape} differs from PyTorch's {reference.shape}")
     err = float(np.max(np.abs(got - reference)))
@@ -230,15 +241,15 @@ def _compare(data: bytes, x: torch.Tensor, reference: np.ndarray) -> Check:
     return Check(tuple(x.shape), err, err / max(scale, 1e-12))
 
 
-def _generalises(module: nn.Module, data: bytes, probe: torch.Tensor, tolerance: float) -> bool:
+def _generalises(module: nn.Module, graph: _Traced, probe: torch.Tensor, tolerance: float) -> bool:
     """Does the graph traced at one shape also reproduce PyTorch at ``probe``'s shape?"""
     try:
         reference = _run_torch(module, probe)
     except (RuntimeError, ValueError, InputError):
         return True  # the architecture itself rejects this shape: nothing to learn here
     try:
-        return _compare(data, probe, reference).max_rel_error <= tolerance
-    except Exception:  # onnxruntime shape errors: the traced graph froze a size
+        return _compare(graph, probe, reference).max_rel_error <= tolerance
+    except _ORT_ERRORS + (ModelError,):  # a size frozen into the traced graph
         return False
 
 

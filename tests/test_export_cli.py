@@ -196,3 +196,33 @@ def test_cli_and_commands_import_without_torch() -> None:
     code = ("import sys, lam_trt.cli, lam_trt.commands.export, lam_trt.commands.inspect, lam_trt.export.inspect; "
             "sys.exit(int(any(m in sys.modules for m in ('torch', 'spandrel'))))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "torch was imported"
+
+
+class _FrozenSize(torch.nn.Module):
+    """Python ints taken from the input's shape: tracing freezes them into the ONNX graph."""
+
+    def __init__(self, freeze: str):
+        super().__init__()
+        self.freeze = freeze
+        self.conv = torch.nn.Conv2d(3, 12, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.freeze == "hw":
+            size = (2 * int(x.shape[2]), 2 * int(x.shape[3]))
+            return torch.nn.functional.interpolate(y[:, :3], size=size, mode="nearest")
+        b = int(x.shape[0])
+        return torch.nn.functional.pixel_shuffle(y.reshape(b, 12, -1).reshape(b, 12, x.shape[2], x.shape[3]), 2)
+
+
+@pytest.mark.parametrize("freeze, dynamic_batch, dynamic_hw", [("hw", True, False), ("batch", False, True)])
+def test_export_fixes_what_the_trace_froze(freeze: str, dynamic_batch: bool, dynamic_hw: bool, tmp_path: Path) -> None:
+    from lam_trt.export.torch_export import export_onnx
+
+    report = export_onnx(_FrozenSize(freeze).eval(), tmp_path / "m.onnx", in_channels=3, size=(8, 8))
+    assert (report.dynamic_batch, report.dynamic_hw) == (dynamic_batch, dynamic_hw)
+    assert len(report.warnings) == 1 and "fixed" in report.warnings[0]
+    assert report.max_rel_error < 1e-5
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    dims = session.get_inputs()[0].shape
+    assert (dims[0] == 1) != dynamic_batch and (dims[2:] == [8, 8]) != dynamic_hw

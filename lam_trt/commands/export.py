@@ -41,7 +41,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, help="Weights to export; the architecture is detected by spandrel unless --arch names it."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture: fsrcnn, edsr, carn, msrn, rrdbnet, imdn, rfdn, pan, rcan, rnan, san, swinir."),
-    random_init: bool = typer.Option(False, "--random-init", help="Export --arch with random weights (no checkpoint)."),
+    random_init: bool = typer.Option(False, "--random-init", help="Export --arch with random weights (no checkpoint); models trained on 0..255 then take [0, 1] directly."),
     scale: Optional[int] = typer.Option(None, "--scale", help="Upscaling factor (zoo default 4; checked against a detected checkpoint)."),
     width: Optional[int] = typer.Option(None, "--width", help="Zoo: channel width (default: the published one, or read from the checkpoint)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Zoo: number of blocks or groups (default: the published one)."),
