@@ -81,12 +81,16 @@ def static_shapes(proto: onnx.ModelProto, input_shape: Shape) -> dict[str, Shape
     for dim, value in zip(_image_input(model).type.tensor_type.shape.dim, input_shape):
         dim.Clear()
         dim.dim_value = value
-    try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+    # ONNX's own inference first: ONNX Runtime's symbolic tool imports PyTorch when it is installed,
+    # and `lam-trt attribute` (which plans receptive-field crops with this) must not load it.
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    if not _all_static(inferred):
+        try:
+            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:  # fall back to ONNX's own inference, which folds fewer shape computations
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+            inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        except Exception:  # keep what ONNX inferred
+            pass
     shapes: dict[str, Shape] = {}
     for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         dims = _dims(value)
@@ -95,6 +99,13 @@ def static_shapes(proto: onnx.ModelProto, input_shape: Shape) -> dict[str, Shape
     for init in proto.graph.initializer:
         shapes[init.name] = tuple(init.dims)
     return shapes
+
+
+def _all_static(model: onnx.ModelProto) -> bool:
+    """Whether inference gave every node output a fully known shape."""
+    known = {v.name for v in [*model.graph.value_info, *model.graph.output]
+             if v.type.tensor_type.HasField("shape") and all(isinstance(d, int) for d in _dims(v))}
+    return all(o in known for n in model.graph.node for o in n.output if o)
 
 
 def constants(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
