@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, show_progress
-from lam_trt.errors import GateError, InputError
+from lam_trt.errors import GateError
 
 
 def register(app: typer.Typer) -> None:
@@ -45,15 +45,10 @@ def batch_command(
     from lam_trt.batch import BatchParams, Gates, WindowSpec, plan_batch, run_batch
 
     use_ray = ray or ray_address is not None
-    if use_ray:
-        from rich.markup import escape
-
+    if use_ray:  # before anything is checked or written: a missing extra is the first thing to say
         from lam_trt.scaleout import require_ray
 
-        try:
-            require_ray()
-        except InputError as e:  # the error line is printed as rich markup: keep "[ray]" visible
-            raise InputError(escape(str(e))) from None
+        require_ray()
     params = BatchParams(WindowSpec.parse(windows), size, steps, sigma, kernel_size, method.lower())
     plan = plan_batch(model, inputs, out, params, fmt.lower(), provider, Gates(min_di, max_gap, fail_on_error))
     with row_progress(len(plan.images) * _windows_per_image(params)) as advance:
