@@ -8,7 +8,8 @@ import onnx
 from onnx import helper
 
 from lam_trt.errors import InputError, ModelError
-from lam_trt.export.autodiff import ZERO_SAFE_SQRT, active_tensors, backpropagate
+from lam_trt.export.autodiff import active_tensors, backpropagate
+from lam_trt.export.vjp.elementwise import vjp_sqrt_zero_safe
 from lam_trt.export.builder import FLOAT, GraphBuilder, Node
 from lam_trt.export.detector import REDUCTIONS, append_detector
 from lam_trt.export.source import load_model, model_sha256
@@ -44,7 +45,7 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     forward = [Node.from_proto(n) for n in b.nodes]
     active = active_tensors(forward, fwd.input_name, d, b.dtypes)
     ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
-    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: ZERO_SAFE_SQRT})
+    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: vjp_sqrt_zero_safe})
     if fwd.input_name not in grads:
         raise ModelError("the detector does not depend on the input (no gradient reaches it)")
     weighted = b.op("Mul", grads[fwd.input_name], "weights")
@@ -94,12 +95,3 @@ def save_attribution_graph(model: onnx.ModelProto, path: str | os.PathLike) -> N
     large = model.ByteSize() > (1 << 31) - (1 << 24)
     onnx.save(model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
               location=f"{os.path.basename(str(path))}.data" if large else None)
-
-
-def scale_of(model: onnx.ModelProto) -> float:
-    meta = {p.key: p.value for p in model.metadata_props}
-    h_in = int(meta["lam_trt.input_shape"].split("x")[1])
-    return int(meta["lam_trt.output_shape"].split("x")[1]) / h_in
-
-
-

@@ -8,7 +8,6 @@ import onnx
 from lam_trt.errors import UnsupportedOpError
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import NON_DIFFERENTIABLE, REGISTRY, Rule
-from lam_trt.export.vjp.elementwise import vjp_sqrt_zero_safe
 
 REAL = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
 
@@ -90,5 +89,3 @@ def total(b: GraphBuilder, parts: Optional[list[str]], grads: dict[str, str], na
     grads[name] = parts[0] if len(parts) == 1 else b.op("Sum", *parts)
     return grads[name]
 
-
-ZERO_SAFE_SQRT: Rule = vjp_sqrt_zero_safe

@@ -30,11 +30,6 @@ def reverse_axis(b: GraphBuilder, x: str, axis: int) -> str:
     return slice_axis(b, x, axis, -1, -INT64_MAX, -1)
 
 
-def batch_reshape(b: GraphBuilder, x: str, dims: list[int]) -> str:
-    """Reshape to static ``dims`` whose first entry is the (dynamic) batch."""
-    return b.op("Reshape", x, b.ints([-1] + list(dims[1:])))
-
-
 @vjp("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 def vjp_reshape(b, node, grads, needs):
     return [b.reshape_like(grads[0], node.inputs[0])] + [None] * (len(node.inputs) - 1)
