@@ -11,23 +11,16 @@ stores ``upsample.up``.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from ._blocks import DIV2K_RGB_MEAN, check_positive, check_scale
+from ._blocks import MeanShift, Upsampler, check_positive, check_scale
 
 
 class _MeanShift(nn.Module):
     def __init__(self, sign: float, channels: int):
         super().__init__()
-        self.shifter = nn.Conv2d(channels, channels, 1)
-        mean = torch.tensor(DIV2K_RGB_MEAN) if channels == 3 else torch.zeros(channels)
-        self.shifter.weight.data = torch.eye(channels).view(channels, channels, 1, 1)
-        self.shifter.bias.data = sign * mean
-        for p in self.shifter.parameters():
-            p.requires_grad = False
+        self.shifter = MeanShift(1.0, sign, channels)  # pixel values in [0, 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shifter(x)
@@ -77,13 +70,7 @@ class _Block(nn.Module):
 class _UpsampleBlock(nn.Module):
     def __init__(self, channels: int, scale: int):
         super().__init__()
-        layers: list[nn.Module] = []
-        if scale == 3:
-            layers += [nn.Conv2d(channels, 9 * channels, 3, padding=1), nn.ReLU(True), nn.PixelShuffle(3)]
-        else:
-            for _ in range(int(math.log2(scale))):
-                layers += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.ReLU(True), nn.PixelShuffle(2)]
-        self.body = nn.Sequential(*layers)
+        self.body = Upsampler(scale, channels, relu=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

@@ -10,13 +10,12 @@ Those weights expect pixel values in 0..255 (``rgb_range=255``); this module tak
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ._blocks import MeanShift, ResBlock, Upsampler, check_positive, check_scale, default_conv
+from ._blocks import EDSRStyle, ResBlock, check_positive, check_scale, default_conv
 
 
-class EDSR(nn.Module):
+class EDSR(EDSRStyle):
     def __init__(
         self,
         scale: int = 4,
@@ -29,16 +28,8 @@ class EDSR(nn.Module):
         super().__init__()
         check_scale("edsr", scale, (1, 2, 3, 4, 8))
         check_positive("edsr", width=width, depth=depth)
-        self.rgb_range = rgb_range
-        self.sub_mean = MeanShift(rgb_range, -1.0, in_channels)
-        self.add_mean = MeanShift(rgb_range, 1.0, in_channels)
-        self.head = nn.Sequential(default_conv(in_channels, width, 3))
+        self._add_head(in_channels, width, rgb_range)
         self.body = nn.Sequential(
             *[ResBlock(width, 3, res_scale) for _ in range(depth)], default_conv(width, width, 3)
         )
-        self.tail = nn.Sequential(Upsampler(scale, width), default_conv(width, in_channels, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x * self.rgb_range))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x)) / self.rgb_range
+        self._add_tail(scale, width, in_channels)

@@ -13,11 +13,7 @@ from torch import nn
 
 from lam_trt.errors import InputError
 
-from ._blocks import check_positive, pixelshuffle_block
-
-
-def _conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2)
+from ._blocks import CALayer, DistillationNet, check_positive, default_conv
 
 
 def _contrast(x: torch.Tensor) -> torch.Tensor:
@@ -28,21 +24,11 @@ def _contrast(x: torch.Tensor) -> torch.Tensor:
     return var.pow(0.5)
 
 
-class CCALayer(nn.Module):
+class CCALayer(CALayer):
     """Contrast-aware channel attention: (std + mean) -> 1x1 squeeze -> 1x1 excite -> sigmoid."""
 
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv_du = nn.Sequential(
-            nn.Conv2d(channels, channels // reduction, 1),
-            nn.ReLU(True),
-            nn.Conv2d(channels // reduction, channels, 1),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv_du(_contrast(x) + self.avg_pool(x))
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        return _contrast(x) + self.avg_pool(x)
 
 
 class _IMDModule(nn.Module):
@@ -50,12 +36,12 @@ class _IMDModule(nn.Module):
         super().__init__()
         self.distilled = int(channels * distillation_rate)
         self.remaining = channels - self.distilled
-        self.c1 = _conv(channels, channels, 3)
-        self.c2 = _conv(self.remaining, channels, 3)
-        self.c3 = _conv(self.remaining, channels, 3)
-        self.c4 = _conv(self.remaining, self.distilled, 3)
+        self.c1 = default_conv(channels, channels, 3)
+        self.c2 = default_conv(self.remaining, channels, 3)
+        self.c3 = default_conv(self.remaining, channels, 3)
+        self.c4 = default_conv(self.remaining, self.distilled, 3)
         self.act = nn.LeakyReLU(0.05, True)
-        self.c5 = _conv(channels, channels, 1)  # channels == 4 * distilled
+        self.c5 = default_conv(channels, channels, 1)  # channels == 4 * distilled
         self.cca = CCALayer(self.distilled * 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,25 +53,10 @@ class _IMDModule(nn.Module):
         return self.c5(self.cca(out)) + x
 
 
-class IMDN(nn.Module):
+class IMDN(DistillationNet):
     def __init__(self, scale: int = 4, width: int = 64, depth: int = 6, in_channels: int = 3):
-        super().__init__()
         check_positive("imdn", scale=scale, depth=depth)
         if width < 16 or width % 4:
             # distillation keeps width/4 channels per step; the attention squeezes width by 16
             raise InputError(f"imdn needs a width that is a multiple of 4 and at least 16, got {width}")
-        self.depth = depth
-        self.fea_conv = _conv(in_channels, width, 3)
-        for i in range(1, depth + 1):
-            setattr(self, f"IMDB{i}", _IMDModule(width))
-        self.c = nn.Sequential(nn.Conv2d(width * depth, width, 1), nn.LeakyReLU(0.05, True))
-        self.LR_conv = _conv(width, width, 3)
-        self.upsampler = pixelshuffle_block(width, in_channels, scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs, out = [], fea
-        for i in range(1, self.depth + 1):
-            out = getattr(self, f"IMDB{i}")(out)
-            outs.append(out)
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea)
+        super().__init__("IMDB", lambda: _IMDModule(width), scale, width, depth, in_channels)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import MeanShift, Upsampler, check_positive, check_scale, default_conv
+from ._blocks import EDSRStyle, check_positive, check_scale, default_conv
 
 
 class _MSRB(nn.Module):
@@ -31,31 +31,23 @@ class _MSRB(nn.Module):
         return self.confusion(out) + x
 
 
-class MSRN(nn.Module):
+class MSRN(EDSRStyle):
     def __init__(
         self, scale: int = 4, width: int = 64, depth: int = 8, in_channels: int = 3, rgb_range: float = 255.0
     ):
         super().__init__()
         check_scale("msrn", scale, (2, 3, 4, 8))
         check_positive("msrn", width=width, depth=depth)
-        self.rgb_range = rgb_range
-        self.sub_mean = MeanShift(rgb_range, -1.0, in_channels)
-        self.add_mean = MeanShift(rgb_range, 1.0, in_channels)
-        self.head = nn.Sequential(default_conv(in_channels, width, 3))
+        self._add_head(in_channels, width, rgb_range)
         self.body = nn.Sequential(*[_MSRB(width) for _ in range(depth)])
-        self.tail = nn.Sequential(
-            nn.Conv2d(width * (depth + 1), width, 1),
-            default_conv(width, width, 3),
-            Upsampler(scale, width),
-            default_conv(width, in_channels, 3),
-        )
+        # tail.0 and tail.1 fuse the concatenated features before the upsampler
+        fusion = nn.Conv2d(width * (depth + 1), width, 1), default_conv(width, width, 3)
+        self._add_tail(scale, width, in_channels, *fusion)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        head = self.head(self.sub_mean(x * self.rgb_range))
+    def trunk(self, head: torch.Tensor) -> torch.Tensor:
         outs, x = [], head
         for block in self.body:
             x = block(x)
             outs.append(x)
         # hierarchical feature fusion: every block's output and the head's, in this order
-        x = self.tail(torch.cat(outs + [head], 1))
-        return self.add_mean(x) / self.rgb_range
+        return torch.cat(outs + [head], 1)

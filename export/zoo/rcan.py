@@ -13,24 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import MeanShift, Upsampler, check_positive, check_scale, default_conv
-
-
-class CALayer(nn.Module):
-    """Channel attention: global average pool -> 1x1 squeeze -> ReLU -> 1x1 excite -> sigmoid."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv_du = nn.Sequential(
-            nn.Conv2d(channels, channels // reduction, 1),
-            nn.ReLU(True),
-            nn.Conv2d(channels // reduction, channels, 1),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv_du(self.avg_pool(x))
+from ._blocks import CALayer, EDSRStyle, check_positive, check_scale, default_conv
 
 
 class _RCAB(nn.Module):
@@ -55,7 +38,7 @@ class _ResidualGroup(nn.Module):
         return self.body(x) + x
 
 
-class RCAN(nn.Module):
+class RCAN(EDSRStyle):
     def __init__(
         self,
         scale: int = 4,
@@ -69,16 +52,8 @@ class RCAN(nn.Module):
         super().__init__()
         check_scale("rcan", scale, (1, 2, 3, 4, 8))
         check_positive("rcan", width=width, depth=depth, n_resblocks=n_resblocks, squeezed=width // reduction)
-        self.rgb_range = rgb_range
-        self.sub_mean = MeanShift(rgb_range, -1.0, in_channels)
-        self.add_mean = MeanShift(rgb_range, 1.0, in_channels)
-        self.head = nn.Sequential(default_conv(in_channels, width, 3))
+        self._add_head(in_channels, width, rgb_range)
         self.body = nn.Sequential(
             *[_ResidualGroup(width, reduction, n_resblocks) for _ in range(depth)], default_conv(width, width, 3)
         )
-        self.tail = nn.Sequential(Upsampler(scale, width), default_conv(width, in_channels, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x * self.rgb_range))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x)) / self.rgb_range
+        self._add_tail(scale, width, in_channels)

@@ -13,11 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._blocks import check_positive, pixelshuffle_block
-
-
-def _conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2)
+from ._blocks import DistillationNet, check_positive, default_conv
 
 
 class ESA(nn.Module):
@@ -47,15 +43,15 @@ class _RFDB(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.dc = channels // 2
-        self.c1_d = _conv(channels, self.dc, 1)
-        self.c1_r = _conv(channels, channels, 3)
-        self.c2_d = _conv(channels, self.dc, 1)
-        self.c2_r = _conv(channels, channels, 3)
-        self.c3_d = _conv(channels, self.dc, 1)
-        self.c3_r = _conv(channels, channels, 3)
-        self.c4 = _conv(channels, self.dc, 3)
+        self.c1_d = default_conv(channels, self.dc, 1)
+        self.c1_r = default_conv(channels, channels, 3)
+        self.c2_d = default_conv(channels, self.dc, 1)
+        self.c2_r = default_conv(channels, channels, 3)
+        self.c3_d = default_conv(channels, self.dc, 1)
+        self.c3_r = default_conv(channels, channels, 3)
+        self.c4 = default_conv(channels, self.dc, 3)
         self.act = nn.LeakyReLU(0.05, True)
-        self.c5 = _conv(self.dc * 4, channels, 1)
+        self.c5 = default_conv(self.dc * 4, channels, 1)
         self.esa = ESA(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,22 +63,7 @@ class _RFDB(nn.Module):
         return self.esa(self.c5(out))
 
 
-class RFDN(nn.Module):
+class RFDN(DistillationNet):
     def __init__(self, scale: int = 4, width: int = 50, depth: int = 4, in_channels: int = 3):
-        super().__init__()
         check_positive("rfdn", scale=scale, width=width, depth=depth)
-        self.depth = depth
-        self.fea_conv = _conv(in_channels, width, 3)
-        for i in range(1, depth + 1):
-            setattr(self, f"B{i}", _RFDB(width))
-        self.c = nn.Sequential(nn.Conv2d(width * depth, width, 1), nn.LeakyReLU(0.05, True))
-        self.LR_conv = _conv(width, width, 3)
-        self.upsampler = pixelshuffle_block(width, in_channels, scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs, out = [], fea
-        for i in range(1, self.depth + 1):
-            out = getattr(self, f"B{i}")(out)
-            outs.append(out)
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea)
+        super().__init__("B", lambda: _RFDB(width), scale, width, depth, in_channels)

@@ -16,28 +16,14 @@ from torch import nn
 
 from lam_trt.errors import InputError
 
-from ._blocks import MeanShift, ResBlock, Upsampler, check_positive, check_scale, default_conv
+from . import _blocks
+from ._blocks import EDSRStyle, ResBlock, check_positive, check_scale, default_conv
 
 
-class NonLocalBlock2D(nn.Module):
+class NonLocalBlock2D(_blocks.NonLocalBlock2D):
     """Embedded Gaussian non-local block; the softmax runs over dim 1, as in the authors' code."""
 
-    def __init__(self, in_channels: int, inter_channels: int):
-        super().__init__()
-        self.inter_channels = inter_channels
-        self.g = nn.Conv2d(in_channels, inter_channels, 1)
-        self.W = nn.Conv2d(inter_channels, in_channels, 1)
-        self.theta = nn.Conv2d(in_channels, inter_channels, 1)
-        self.phi = nn.Conv2d(in_channels, inter_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        g_x = self.g(x).view(b, self.inter_channels, -1).permute(0, 2, 1)
-        theta_x = self.theta(x).view(b, self.inter_channels, -1).permute(0, 2, 1)
-        phi_x = self.phi(x).view(b, self.inter_channels, -1)
-        attention = torch.softmax(torch.matmul(theta_x, phi_x), dim=1)
-        y = torch.matmul(attention, g_x).permute(0, 2, 1).contiguous().view(b, self.inter_channels, h, w)
-        return self.W(y) + x
+    softmax_dim = 1
 
 
 class _MaskBranch(nn.Module):
@@ -91,7 +77,7 @@ class _ResGroup(nn.Module):
         return self.body(x)
 
 
-class RNAN(nn.Module):
+class RNAN(EDSRStyle):
     def __init__(
         self, scale: int = 4, width: int = 64, depth: int = 10, in_channels: int = 3, rgb_range: float = 255.0
     ):
@@ -100,16 +86,11 @@ class RNAN(nn.Module):
         check_positive("rnan", width=width)
         if depth < 2:
             raise InputError(f"rnan needs depth >= 2 (its first and last groups are non-local), got {depth}")
-        self.rgb_range = rgb_range
-        self.sub_mean = MeanShift(rgb_range, -1.0, in_channels)
-        self.add_mean = MeanShift(rgb_range, 1.0, in_channels)
-        self.head = nn.Sequential(default_conv(in_channels, width, 3))
+        self._add_head(in_channels, width, rgb_range)
         self.body_nl_low = nn.Sequential(_ResGroup(width, True))
         self.body = nn.Sequential(*[_ResGroup(width, False) for _ in range(depth - 2)], default_conv(width, width, 3))
         self.body_nl_high = nn.Sequential(_ResGroup(width, True))
-        self.tail = nn.Sequential(Upsampler(scale, width), default_conv(width, in_channels, 3))
+        self._add_tail(scale, width, in_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shallow = self.head(self.sub_mean(x * self.rgb_range))
-        res = self.body_nl_high(self.body(self.body_nl_low(shallow))) + shallow
-        return self.add_mean(self.tail(res)) / self.rgb_range
+    def trunk(self, shallow: torch.Tensor) -> torch.Tensor:
+        return self.body_nl_high(self.body(self.body_nl_low(shallow))) + shallow

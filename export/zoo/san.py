@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import MeanShift, Upsampler, check_positive, check_scale, default_conv
+from ._blocks import EDSRStyle, NonLocalBlock2D, check_positive, check_scale, default_conv, squeeze_excite
 
 COV_CROP = 1000  # the authors pool the covariance over at most the central 1000 x 1000 pixels
 
@@ -68,37 +68,11 @@ class SOCA(nn.Module):
     def __init__(self, channels: int, reduction: int = 8):
         super().__init__()
         self.channels = channels
-        self.conv_du = nn.Sequential(
-            nn.Conv2d(channels, channels // reduction, 1),
-            nn.ReLU(True),
-            nn.Conv2d(channels // reduction, channels, 1),
-            nn.Sigmoid(),
-        )
+        self.conv_du = squeeze_excite(channels, reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cov_sqrt = sqrtm_newton_schulz(covariance(_center_crop(x, COV_CROP)), self.channels, 5)
         return self.conv_du(cov_sqrt.mean(dim=1).view(-1, self.channels, 1, 1)) * x
-
-
-class NonLocalBlock2D(nn.Module):
-    """Embedded Gaussian non-local block without sub-sampling or batch norm (softmax over keys)."""
-
-    def __init__(self, in_channels: int, inter_channels: int):
-        super().__init__()
-        self.inter_channels = inter_channels
-        self.g = nn.Conv2d(in_channels, inter_channels, 1)
-        self.W = nn.Conv2d(inter_channels, in_channels, 1)
-        self.theta = nn.Conv2d(in_channels, inter_channels, 1)
-        self.phi = nn.Conv2d(in_channels, inter_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        g_x = self.g(x).view(b, self.inter_channels, -1).permute(0, 2, 1)
-        theta_x = self.theta(x).view(b, self.inter_channels, -1).permute(0, 2, 1)
-        phi_x = self.phi(x).view(b, self.inter_channels, -1)
-        attention = torch.softmax(torch.matmul(theta_x, phi_x), dim=-1)
-        y = torch.matmul(attention, g_x).permute(0, 2, 1).contiguous().view(b, self.inter_channels, h, w)
-        return self.W(y) + x
 
 
 class _NonlocalCA(nn.Module):
@@ -144,7 +118,7 @@ class _LSRAG(nn.Module):
         return self.conv_last(self.soca(x)) + residual
 
 
-class SAN(nn.Module):
+class SAN(EDSRStyle):
     def __init__(
         self,
         scale: int = 4,
@@ -158,20 +132,15 @@ class SAN(nn.Module):
         super().__init__()
         check_scale("san", scale, (1, 2, 3, 4, 8))
         check_positive("san", depth=depth, n_resblocks=n_resblocks, squeezed=width // reduction, inter=width // 8)
-        self.rgb_range = rgb_range
-        self.sub_mean = MeanShift(rgb_range, -1.0, in_channels)
-        self.add_mean = MeanShift(rgb_range, 1.0, in_channels)
-        self.head = nn.Sequential(default_conv(in_channels, width, 3))
+        self._add_head(in_channels, width, rgb_range)
         self.gamma = nn.Parameter(torch.zeros(1))
         self.RG = nn.ModuleList([_LSRAG(width, reduction, n_resblocks) for _ in range(depth)])
         self.conv_last = default_conv(width, width, 3)  # built but unused by the authors
-        self.tail = nn.Sequential(Upsampler(scale, width), default_conv(width, in_channels, 3))
+        self._add_tail(scale, width, in_channels)
         self.non_local = _NonlocalCA(width, width // 8, reduction=8)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x * self.rgb_range))
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
         xx = residual = self.non_local(x)
         for group in self.RG:  # share-source skip connection
             xx = group(xx) + self.gamma * residual
-        res = self.non_local(xx) + x
-        return self.add_mean(self.tail(res)) / self.rgb_range
+        return self.non_local(xx) + x

@@ -23,7 +23,7 @@ from torch import nn
 
 from lam_trt.errors import InputError
 
-from ._blocks import DIV2K_RGB_MEAN, Upsampler, check_positive, check_scale
+from ._blocks import Upsampler, check_positive, check_scale, pixelshuffle_block, rgb_mean
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
@@ -190,8 +190,7 @@ class SwinIR(nn.Module):
         if upsampler not in ("pixelshuffle", "pixelshuffledirect"):
             raise InputError(f"swinir: upsampler must be pixelshuffle or pixelshuffledirect, not {upsampler!r}")
         self.scale, self.window_size, self.upsampler = scale, window_size, upsampler
-        mean = torch.tensor(DIV2K_RGB_MEAN) if in_channels == 3 else torch.zeros(in_channels)
-        self.register_buffer("mean", mean.view(1, in_channels, 1, 1), persistent=False)
+        self.register_buffer("mean", rgb_mean(in_channels).view(1, in_channels, 1, 1), persistent=False)
         resolution = (img_size, img_size)
         num_feat = 64  # fixed in the authors' code
         self.conv_first = nn.Conv2d(in_channels, width, 3, 1, 1)
@@ -206,7 +205,7 @@ class SwinIR(nn.Module):
             self.upsample = Upsampler(scale, num_feat)
             self.conv_last = nn.Conv2d(num_feat, in_channels, 3, 1, 1)
         else:
-            self.upsample = nn.Sequential(nn.Conv2d(width, scale**2 * in_channels, 3, 1, 1), nn.PixelShuffle(scale))
+            self.upsample = pixelshuffle_block(width, in_channels, scale)
         self.apply(_init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
