@@ -89,6 +89,8 @@ class Attributor:
         = (x = column, y = row) in SR pixels. ``crop``: "auto" (receptive-field cropping where it
         is exact), True (the same, but say why when it is not possible), or False.
         ``progress``: a callable(n_done) or None."""
+        if internal_batch_size is not None and internal_batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
         t0 = time.perf_counter()
         img = self.load(image, hr, scale)
         if method == "lam" and rule in GPU_RULES and device_usable(resolve(self.provider)):
@@ -96,16 +98,15 @@ class Attributor:
         else:
             path = make_path(method, img, steps=steps, sigma=sigma, kernel_size=kernel_size,
                              baseline=baselines, rule=rule)
-        if internal_batch_size is not None and internal_batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
         x, y, size = int(window[0]), int(window[1]), int(size)
         t_path = time.perf_counter()
-        full_sr = self.forward(img)
-        check_window(x, y, size, full_sr.shape)
-        sr_scale = full_sr.shape[1] / img.shape[1]
-        plan = self.plan(img, (x, y, size), sr_scale, crop)
-        runner, info, ends, plan = self.endpoints(img, path, (x, y, size), sr_scale, plan, full_sr)
+        sr = self.forward(np.stack([img, path.baseline]))
+        check_window(x, y, size, sr.shape[1:])
+        ends = metrics.gradient_detector(sr, (y, x, size, size))
+        sr_scale = sr.shape[2] / img.shape[1]
+        plan = self.verified(self.plan(img, (x, y, size), sr_scale, crop), img, sr[0], (x, y, size), sr_scale)
         t_ends = time.perf_counter()
+        runner, info = self.runner(crop_arrays(plan, img[None])[0].shape[1:])
         if internal_batch_size is not None:
             runner.batch_size = internal_batch_size
         points, weights = crop_arrays(plan, path.points, path.weights)
@@ -124,7 +125,7 @@ class Attributor:
             diffusion_index=metrics.diffusion_index(saliency), detector_input=float(ends[0]),
             detector_baseline=float(ends[1]), completeness_gap=gap, completeness_gap_relative=rel,
             alphas=path.alphas, detector_path=out.detector, contributions=out.contribution, image=img,
-            sr_output=full_sr, window=(x, y, size), scale=int(round(sr_scale)), method=method, meta=meta)
+            sr_output=sr[0], window=(x, y, size), scale=int(round(sr_scale)), method=method, meta=meta)
 
     def stream(self) -> Any:
         """The one CUDA stream shared by the path kernel and ONNX Runtime (made on first use)."""
@@ -133,8 +134,8 @@ class Attributor:
             self._stream = cupy.cuda.Stream(non_blocking=True)
         return self._stream
 
-    def forward(self, img: np.ndarray) -> np.ndarray:
-        """F(img) [C', H, W] from the plain model (one ONNX Runtime session, made on first use)."""
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """F(images) [N, C', H, W] from the plain model (one ONNX Runtime session, made on first use)."""
         if self._forward is None:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
@@ -142,10 +143,11 @@ class Attributor:
                                                  providers=session_providers(resolve(self.provider)))
         name = self._forward.get_inputs()[0].name
         try:
-            return self._forward.run(None, {name: img[None]})[0][0]
+            return np.concatenate([self._forward.run(None, {name: image[None]})[0] for image in images])
         except Exception as e:  # ORT raises its own exception types for shape mismatches
-            raise InputError(f"the model cannot run on a {img.shape[1]}x{img.shape[2]} image with "
-                             f"{img.shape[0]} channels: {str(e).splitlines()[0][:200]}") from None
+            _, c, h, w = images.shape
+            raise InputError(f"the model cannot run on a {h}x{w} image with {c} channels: "
+                             f"{str(e).splitlines()[0][:200]}") from None
 
     def plan(self, img: np.ndarray, window: tuple[int, int, int], sr_scale: float, crop: bool | str) -> CropPlan:
         if crop is False or crop == "off":
@@ -157,24 +159,20 @@ class Attributor:
             self._fields[(h, w)] = inspect_model(self.model, size=(h, w))["receptive_field"]
         return plan_crop((h, w), window, sr_scale, self._fields[(h, w)])
 
-    def endpoints(self, img, path, window, sr_scale, plan: CropPlan, full_sr):
-        """The runner to use, and D(F(I)), D(F(I')) through it; a crop that does not reproduce
-        the full output in the window is abandoned for the full image."""
+    def verified(self, plan: CropPlan, img: np.ndarray, full_sr: np.ndarray, window: tuple[int, int, int],
+                 sr_scale: float) -> CropPlan:
+        """The plan, if the cropped network reproduces the full output in the window (else no crop)."""
+        if not plan.applied:
+            return plan
         x, y, size = window
-        if plan.applied:
-            c_img, c_base = crop_arrays(plan, img[None], path.baseline[None])
-            runner, info = self.runner(c_img.shape[1:])
-            cx, cy = plan.sr_window(x, y, int(sr_scale))
-            ends, sr = runner.evaluate(np.concatenate([c_img, c_base]), (cy, cx, size, size))
-            mine = sr[0][:, cy:cy + size + 1, cx:cx + size + 1]
-            full = full_sr[:, y:y + size + 1, x:x + size + 1]
-            err = float(np.abs(mine - full).max())
-            if err <= 1e-5 * max(float(np.abs(full).max()), 1.0):
-                return runner, info, ends, plan
-            plan = CropPlan(False, f"the cropped network's output differs in the window (max {err:.2g})")
-        runner, info = self.runner(tuple(img.shape))
-        ends, _ = runner.evaluate(np.stack([img, path.baseline]), (y, x, size, size))
-        return runner, info, ends, plan
+        cx, cy = plan.sr_window(x, y, int(sr_scale))
+        mine = self.forward(crop_arrays(plan, img[None])[0])[0][:, cy:cy + size + 1, cx:cx + size + 1]
+        full = full_sr[:, y:y + size + 1, x:x + size + 1]
+        err = float(np.abs(mine - full).max())
+        if err <= 1e-5 * max(float(np.abs(full).max()), 1.0):
+            return plan
+        return CropPlan(False, f"the cropped network's output differs in the window (max {err:.2g})")
+
 
     def load(self, image: ImageSource, hr: bool, scale: Optional[int]) -> np.ndarray:
         img = load_image(image, self.channels)

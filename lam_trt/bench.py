@@ -209,7 +209,7 @@ def run_benchmark(model: str | os.PathLike | onnx.ModelProto, *, size: Optional[
         hw = tuple(size) if size is not None else (fixed or DEFAULT_SIZE)
         img = synthetic_image(attributor.channels, hw)
         label = f"synthetic {hw[0]}x{hw[1]} (seed 0)"
-    sr_hw = attributor.forward(img).shape[1:]
+    sr_hw = attributor.forward(img[None])[0].shape[1:]
     xy = tuple(window) if window is not None else centre_window(sr_hw, window_size)
 
     def once() -> tuple[float, Any]:

@@ -10,6 +10,16 @@ from lam_trt.errors import InputError
 GINI_EPS = 1e-7  # the reference adds this before sorting, so an all-zero map has Gini 0
 
 
+def gradient_detector(sr: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """LAM's detector D per image of ``sr`` [N, C, H, W] for window (top, left, height, width):
+    the sum over channels and the window of sqrt(dy^2 + dx^2) (forward differences), float64."""
+    top, left, height, width = window
+    t = np.asarray(sr, np.float64)[:, :, top:top + height + 1, left:left + width + 1]
+    dy = t[:, :, :-1, :-1] - t[:, :, 1:, :-1]
+    dx = t[:, :, :-1, :-1] - t[:, :, :-1, 1:]
+    return np.sqrt(dy * dy + dx * dx).sum(axis=(1, 2, 3))
+
+
 def abs_normalised(attribution: np.ndarray) -> np.ndarray:
     """|sum over channels| of a signed [C, h, w] map, divided by its max: float32 [h, w] in [0, 1].
 

@@ -84,13 +84,6 @@ class GraphRunner:
         return GraphOutputs(np.concatenate(detector), attribution, np.concatenate(contribution),
                             time.perf_counter() - start, chunks)
 
-    def evaluate(self, images: np.ndarray, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """D(F(x)) and F(x) for a few images (no gradient is used)."""
-        d, sr = self.session.run(["detector", "sr"], {
-            "path": np.ascontiguousarray(images, np.float32), "weights": np.zeros_like(images, np.float32),
-            "window": np.asarray(window, np.int64)})
-        return d, sr
-
 
 def graph_metadata(path: str | os.PathLike) -> dict[str, str]:
     model = onnx.load(str(path), load_external_data=False)
