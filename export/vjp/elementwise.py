@@ -63,13 +63,27 @@ def vjp_div(b, node, grads, needs):
 def vjp_pow(b, node, grads, needs):
     g, (x, p), out = grads[0], node.inputs, node.outputs[0]
     gx = gp = None
-    if needs[0]:  # p * x^(p-1), written as x^(p-1) so that x = 0 behaves like PyTorch
-        p_f = b.op("Cast", p, to=b.dtypes[x])
-        pm1 = b.op("Sub", p_f, b.const(1.0))
-        gx = b.op("Mul", g, b.op("Mul", p_f, b.op("Pow", x, pm1)))
+    if needs[0]:
+        gx = b.op("Mul", g, pow_derivative(b, x, p, out))
     if needs[1]:
         gp = b.op("Mul", g, b.op("Mul", out, b.op("Log", x)))
     return binary(b, node, needs, gx, gp)
+
+
+def pow_derivative(b: GraphBuilder, x: str, p: str, out: str) -> str:
+    """p * x^(p-1); the exponents exporters emit (2 for variances, 0.5 for norms) without Pow,
+    which is slow in ONNX Runtime. x^(p-1), not y / x, so that x = 0 behaves like PyTorch."""
+    if b.has_value(p) and b.value(p).size == 1:
+        exponent = float(b.value(p).reshape(()))
+        if exponent == 1.0:
+            return b.const(1.0)
+        if exponent == 2.0:
+            return b.op("Add", x, x)
+        if exponent == 0.5:
+            return b.op("Div", b.const(0.5), out)
+        return b.op("Mul", b.const(exponent), b.op("Pow", x, b.const(exponent - 1.0)))
+    p_f = b.op("Cast", p, to=b.dtypes[x])
+    return b.op("Mul", p_f, b.op("Pow", x, b.op("Sub", p_f, b.const(1.0))))
 
 
 @vjp("Max", "Min")
