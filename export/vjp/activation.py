@@ -10,9 +10,9 @@ from lam_trt.export.vjp.elementwise import mask, unary
 
 @vjp("Relu")
 def vjp_relu(b, node, grads, needs):
-    """Passes where the output is positive (x > 0, PyTorch's choice at 0)."""
-    zero = b.const(0.0)
-    return [b.op("Where", b.op("Greater", node.outputs[0], zero), grads[0], zero)]
+    """Passes where the output is positive (x > 0, PyTorch's choice at 0). A 0/1 mask times g:
+    ONNX Runtime's Where is several times slower than Mul when both branches are tensors."""
+    return [b.op("Mul", grads[0], mask(b, "Greater", node.outputs[0], b.const(0.0)))]
 
 
 @unary("Sigmoid")
