@@ -47,7 +47,7 @@ class Attributor:
             raise UnsupportedOpError(missing)
         self.sha256 = model_sha256(model)
         self.channels = self._input_channels()
-        self.provider = provider
+        self.provider = resolve(provider)  # an unavailable provider is refused before any work
         self.cache = GraphCache(cache_dir)
         self.threads = threads
         self.internal_batch_size = internal_batch_size
@@ -68,12 +68,11 @@ class Attributor:
             source = self.model_path if self.model_path is not None else self.model
             graph_path, hit = self.cache.get_or_build(source, self.sha256, input_shape)
             graph_seconds = time.perf_counter() - start
-            provider = resolve(self.provider)
-            if device_usable(provider):
-                runner = DeviceRunner(graph_path, provider, self.threads, self.internal_batch_size,
+            if device_usable(self.provider):
+                runner = DeviceRunner(graph_path, self.provider, self.threads, self.internal_batch_size,
                                       cache_dir=self.cache.root, stream=self.stream(), fp16=self.fp16)
             else:
-                runner = GraphRunner(graph_path, provider, self.threads, self.internal_batch_size,
+                runner = GraphRunner(graph_path, self.provider, self.threads, self.internal_batch_size,
                                      cache_dir=self.cache.root)
             info = {"graph_cache_hit": hit, "graph_seconds": graph_seconds, "graph_path": str(graph_path),
                     "session_seconds": runner.session_seconds}
@@ -93,7 +92,7 @@ class Attributor:
             raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
         t0 = time.perf_counter()
         img = self.load(image, hr, scale)
-        if method == "lam" and rule in GPU_RULES and device_usable(resolve(self.provider)):
+        if method == "lam" and rule in GPU_RULES and device_usable(self.provider):
             path = device_blur_path(img, sigma, steps, kernel_size, rule, self.stream())
         else:
             path = make_path(method, img, steps=steps, sigma=sigma, kernel_size=kernel_size,
@@ -140,7 +139,7 @@ class Attributor:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             self._forward = ort.InferenceSession(self.model.SerializeToString(), opts,
-                                                 providers=session_providers(resolve(self.provider)))
+                                                 providers=session_providers(self.provider))
         name = self._forward.get_inputs()[0].name
         try:
             return np.concatenate([self._forward.run(None, {name: image[None]})[0] for image in images])
