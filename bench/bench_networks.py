@@ -41,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", default=",".join(C.CONFIGS), help="comma-separated zoo names (default: all)")
     p.add_argument("--steps", type=int, nargs="+", default=[50, 100], help="path steps (default: 50 100)")
-    p.add_argument("--steps-100-nets", default=None,
-                   help="comma-separated nets measured at the largest --steps value; the others only at the "
-                        "smaller ones (default: all nets at every value)")
+    p.add_argument("--steps-100-nets", default="fsrcnn,edsr,swinir",
+                   help="comma-separated nets measured at the largest --steps value too; the others only at the "
+                        "smaller ones, to fit the CPU budget ('all' for every net; default: fsrcnn,edsr,swinir)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per method (median reported)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for PyTorch and ONNX Runtime")
     p.add_argument("--batch-size", type=int, default=None,
@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop-size", default="256x256", help="LR size of the crop comparison")
     p.add_argument("--crop-steps", type=int, default=20, help="steps of the crop comparison")
     p.add_argument("--skip-authors", action="store_true", help="leave out (a) (the slowest)")
+    p.add_argument("--torch-device", default="cpu", choices=["cpu", "cuda"],
+                   help="where (a), (b) and the PyTorch forward run; with cuda, the speed-ups compare them "
+                        "with lam-trt's best GPU provider")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: fsrcnn and edsr, 32x32, 8 steps, 2 repeats; writes to a temp folder")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, RESULTS.md and the plot "
@@ -121,8 +124,10 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
 
     model = C.build_model(name)
     onnx_path = C.export_model(name, model, workdir, size)
+    model = model.to(args.torch_device)
     image = C.bench_image(size)
     x, y = C.centre(size)
+    primary = primary_provider(providers, args.torch_device)
     attributors = {p: Attributor(onnx_path, provider=p, cache_dir=workdir / "cache", threads=args.threads,
                                  internal_batch_size=args.batch_size) for p in providers}
     forwards = {p: ort_forward(onnx_path, args.threads, p) for p in providers}
@@ -130,12 +135,12 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
     for steps in steps_list:
         kw = dict(size=C.WINDOW_SIZE, steps=steps, sigma=C.SIGMA)
         path = make_path("lam", image, steps=steps, sigma=C.SIGMA, kernel_size=C.KERNEL_SIZE)
-        points_t = torch.from_numpy(path.points)
+        points_t = torch.from_numpy(path.points).to(args.torch_device)
         lam = {p: (lambda a=a: a.attribute(image, window=(x, y), kernel_size=C.KERNEL_SIZE, crop=False, **kw))
                for p, a in attributors.items()}
         # Warm-up: builds graphs and sessions, fixes lam-trt's batch size, and checks equal work.
         first = {p: fn() for p, fn in lam.items()}
-        batch = args.batch_size or first[providers[0]].meta["runtime"]["batch_size"]
+        batch = args.batch_size or first[primary].meta["runtime"]["batch_size"]
         methods: dict[str, Callable[[], Any]] = {}
         if not args.skip_authors:
             methods["a"] = lambda: peers.lam_authors(model, image, (x, y), kernel_size=C.KERNEL_SIZE, **kw)
@@ -149,7 +154,7 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
         warm = {}
         for key, fn in methods.items():
             warm[key] = fn()
-        reference = first[providers[0]].attribution
+        reference = first[primary].attribution
         for key in ("a", "b"):
             if key in warm:
                 agreement[key] = rel_l2(warm[key].attribution, reference)
@@ -160,11 +165,12 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
                 if key.startswith("c_"):
                     for part in ("load_and_path", "endpoints", "integral"):
                         timer.times.setdefault(f"{key}_{part}", []).append(out.meta["timings_seconds"][part])
-        res = first[providers[0]]
+        res = first[primary]
         rows.append({
             "net": name, "config": C.CONFIGS[name].describe(), "note": C.CONFIGS[name].note,
             "parameters": int(sum(p.numel() for p in model.parameters())), "lr_size": list(size),
             "steps": steps, "batch_size": int(batch), "threads": args.threads, "providers": providers,
+            "primary": primary, "torch_device": args.torch_device,
             "times": timer.times, "agreement_rel_l2": agreement,
             "completeness_gap_relative": _finite(res.completeness_gap_relative),
             "diffusion_index": _finite(res.diffusion_index),
@@ -212,7 +218,17 @@ def _finite(v: float | None) -> float | None:
 PARTS = ("_load_and_path", "_endpoints", "_integral")
 
 
-def speedups(row: dict, provider: str = "cpu") -> dict[str, float]:
+def primary_provider(providers: list[str], torch_device: str) -> str:
+    """The lam-trt provider the PyTorch peers are compared with: same kind of device."""
+    if torch_device == "cuda":
+        gpu = [p for p in ("tensorrt", "cuda") if p in providers]
+        if gpu:
+            return gpu[-1]  # CUDA EP: the closest peer of PyTorch's CUDA kernels
+    return "cpu" if "cpu" in providers else providers[0]
+
+
+def speedups(row: dict, provider: str | None = None) -> dict[str, float]:
+    provider = provider or row["primary"]
     t = {k: C.median(v) for k, v in row["times"].items()}
     c = t[f"c_{provider}"]
     return {"vs_a": t.get("a", float("nan")) / c, "vs_b": t["b"] / c, "fwd_ratio": c / t[f"fwd_{provider}"],
@@ -224,7 +240,7 @@ def summary_line(row: dict) -> str:
     t = {k: C.median(v) for k, v in row["times"].items()}
     parts = [f"{row['net']:8s} {row['steps']:4d} steps batch {row['batch_size']:3d}:"]
     parts += [f"{k} {t[k]:.2f}s" for k in row["times"] if not k.endswith(PARTS)]
-    s = speedups(row, row["providers"][0])
+    s = speedups(row)
     parts.append(f"| c/a {s['vs_a']:.2f}x c/b {s['vs_b']:.2f}x c/fwd {s['fwd_ratio']:.2f}")
     return " ".join(parts)
 
@@ -235,6 +251,8 @@ def summary_line(row: dict) -> str:
 def markdown(data: dict) -> str:
     rows, crop = data["rows"], data["crop_rows"]
     providers = rows[0]["providers"] if rows else ["cpu"]
+    primary = rows[0]["primary"] if rows else "cpu"
+    device = rows[0]["torch_device"] if rows else "cpu"
     lines = [
         f"Measured {data['date']} by `python bench/bench_networks.py {' '.join(data['argv'])}` "
         f"in {data['wall_seconds'] / 60:.1f} min.",
@@ -250,8 +268,9 @@ def markdown(data: dict) -> str:
                               data["repeats"]),
         "",
         "Columns: (a) authors' algorithm (one image at a time, `backward()` with parameter gradients, blur per "
-        "step); (b) batched PyTorch autograd on the input only; (c) lam-trt `Attributor.attribute` on the CPU "
-        "provider, whole call (path, endpoints, integral), crop off; fwd: ONNX Runtime forward passes alone "
+        f"step); (b) batched PyTorch autograd on the input only ((a) and (b) on PyTorch's {device}); (c) lam-trt "
+        f"`Attributor.attribute` on the {primary} provider, whole call (path, endpoints, integral), crop off; "
+        "fwd: ONNX Runtime forward passes alone "
         "over the same path and chunks. c/fwd is the whole call over fwd, integral/fwd only the path integral. "
         "equal work: relative L2 of the (a) and (b) maps against (c)'s.",
         "",
@@ -261,8 +280,8 @@ def markdown(data: dict) -> str:
     ]
     for row in rows:
         t = {k: C.median(v) for k, v in row["times"].items()}
-        s = speedups(row, "cpu" if "cpu" in providers else providers[0])
-        p = "cpu" if "cpu" in providers else providers[0]
+        s = speedups(row)
+        p = row["primary"]
         agree = ", ".join(f"{row['agreement_rel_l2'][k]:.0e}" for k in ("a", "b") if k in row["agreement_rel_l2"])
         gap = row["completeness_gap_relative"]
         lines.append(
@@ -272,9 +291,9 @@ def markdown(data: dict) -> str:
             f"{row['attributions_per_second'][p]:.3f} | {s['fwd_ratio']:.2f} | {s['integral_fwd_ratio']:.2f} | "
             f"{C.fmt_seconds(t[f'fwd_{p}'])} | {C.fmt_seconds(t['fwd_torch'])} | {agree} | "
             f"{'-' if gap is None else f'{100 * gap:.1f}%'} |")
-    gpu = [p for p in providers if p != "cpu"]
+    gpu = [p for p in providers if p != primary]
     if gpu:
-        lines += ["", "GPU providers (the PyTorch peers ran on the CPU):", "",
+        lines += ["", f"Other providers (the PyTorch peers ran on PyTorch's {device}):", "",
                   "| net | steps | " + " | ".join(f"{p} s | {p} vs (b)" for p in gpu) + " |",
                   "|---|---:|" + "---:|---:|" * len(gpu)]
         for row in rows:
@@ -282,6 +301,19 @@ def markdown(data: dict) -> str:
             lines.append(f"| {row['net']} | {row['steps']} | " +
                          " | ".join(f"{C.fmt_seconds(t[f'c_{p}'])} | {t['b'] / t[f'c_{p}']:.2f}x" for p in gpu) + " |")
     if rows:
+        lines += ["", f"Where (c)'s time goes ({primary}, medians, seconds): path = blur path on the CPU, endpoints = "
+                  "SR output, D(F(I)) and D(F(I')) (and the crop check), integral = the chunks of the path; "
+                  "fwd = the forward passes alone.", "",
+                  "| net | steps | whole call | path | endpoints | integral | fwd | endpoints / fwd per image |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in rows:
+            t = {k: C.median(v) for k, v in row["times"].items()}
+            p = row["primary"]
+            per_image = t[f"fwd_{p}"] / row["steps"]
+            lines.append(f"| {row['net']} | {row['steps']} | {C.fmt_seconds(t[f'c_{p}'])} | "
+                         f"{C.fmt_seconds(t[f'c_{p}_load_and_path'])} | {C.fmt_seconds(t[f'c_{p}_endpoints'])} | "
+                         f"{C.fmt_seconds(t[f'c_{p}_integral'])} | {C.fmt_seconds(t[f'fwd_{p}'])} | "
+                         f"{t[f'c_{p}_endpoints'] / per_image:.1f} |")
         lines += ["", "Configurations (published width everywhere; depth reduced to fit the CPU budget):", ""]
         for name in dict.fromkeys(r["net"] for r in rows):
             r = next(r for r in rows if r["net"] == name)
@@ -374,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown nets: {', '.join(unknown)}; choose from {', '.join(C.CONFIGS)}", file=sys.stderr)
         return 2
-    big_nets = set(args.steps_100_nets.split(",")) if args.steps_100_nets else set(nets)
+    big_nets = set(nets) if args.steps_100_nets == "all" else set(args.steps_100_nets.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     load = [C.load_snapshot()]
