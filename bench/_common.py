@@ -196,6 +196,30 @@ def busy_processes(interval: float = 1.0, threshold: float = 10.0) -> list[dict[
     return sorted(busy, key=lambda p: -p["cpu_percent"])
 
 
+class LoadWatch:
+    """Samples, in a background thread, which other processes keep a core busy while a block runs."""
+
+    def __init__(self, every: float = 4.0) -> None:
+        import threading
+
+        self.every, self.seen = every, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            for p in busy_processes(interval=1.0, threshold=25.0):
+                self.seen[p["name"]] = max(self.seen.get(p["name"], 0), p["cpu_percent"])
+
+    def __enter__(self) -> "LoadWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def load_snapshot() -> dict[str, Any]:
     """Load average and the other busy processes right now."""
     return {"time": now(), "loadavg": [round(v, 2) for v in os.getloadavg()], "busy_processes": busy_processes()}

@@ -54,15 +54,17 @@ def main(argv: list[str] | None = None) -> int:
             for b in args.batches:
                 integral(b)  # warm-up: ORT plans memory for a new batch shape on first sight
             times: dict[int, list[float]] = {b: [] for b in args.batches}
-            for _ in range(args.repeats):  # interleaved, so load drifts hit every size alike
-                for b in args.batches:
-                    times[b].append(integral(b))
+            with C.LoadWatch() as watch:
+                for _ in range(args.repeats):  # interleaved, so load drifts hit every size alike
+                    for b in args.batches:
+                        times[b].append(integral(b))
             per_image = {b: 1e3 * C.median(v) / args.steps for b, v in times.items()}
             best = min(per_image, key=per_image.get)
             rows.append({"net": name, "config": C.CONFIGS[name].describe(), "lr_size": list(size),
-                         "default_batch": default, "ms_per_image": per_image, "best": best})
+                         "default_batch": default, "ms_per_image": per_image, "best": best,
+                         "other_busy_processes": watch.seen})
             print(f"{name:8s} default {default:3d}: " + "  ".join(f"{b}: {v:.1f} ms" for b, v in per_image.items())
-                  + f"  -> best {best}", flush=True)
+                  + f"  -> best {best}" + (f"  [disturbed by: {watch.seen}]" if watch.seen else ""), flush=True)
     data = {"date": C.now(), "argv": sys.argv[1:] if argv is None else argv, "steps": args.steps,
             "threads": args.threads, "repeats": args.repeats, "rows": rows,
             "wall_seconds": time.perf_counter() - start, "load": [C.load_snapshot()]}
@@ -73,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
              "| net | default batch | " + " | ".join(f"batch {b}" for b in args.batches) + " | fastest |",
              "|---|---:|" + "---:|" * len(args.batches) + "---:|"]
     for r in rows:
-        lines.append(f"| {r['net']} ({r['config']}, {r['lr_size'][0]}x{r['lr_size'][1]}) | {r['default_batch']} | "
+        mark = " (!)" if r.get("other_busy_processes") else ""
+        lines.append(f"| {r['net']}{mark} ({r['config']}, {r['lr_size'][0]}x{r['lr_size'][1]}) | {r['default_batch']} | "
                      + " | ".join(f"{r['ms_per_image'][b]:.1f}" for b in args.batches) + f" | {r['best']} |")
+    disturbed = [f"{r['net']} ({', '.join(f'{k} {v}%' for k, v in r['other_busy_processes'].items())})"
+                 for r in rows if r.get("other_busy_processes")]
+    if disturbed:
+        lines += ["", "(!) other processes took more than 25% of a core during: " + "; ".join(disturbed) + "."]
     C.replace_section("batch", "\n".join(lines), args.out / "RESULTS.md")
     print(f"wrote {args.out / 'results_batch.json'} ({(time.perf_counter() - start) / 60:.1f} min)")
     return 0

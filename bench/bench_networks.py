@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--torch-device", default="cpu", choices=["cpu", "cuda"],
                    help="where (a), (b) and the PyTorch forward run; with cuda, the speed-ups compare them "
                         "with lam-trt's best GPU provider")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of an earlier results.json in --out and replace only those measured now "
+                        "(to re-measure a network that other load disturbed)")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: rewrite the RESULTS.md section and the plot from --out/results.json")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: fsrcnn and edsr, 32x32, 8 steps, 2 repeats; writes to a temp folder")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, RESULTS.md and the plot "
@@ -159,12 +164,13 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
             if key in warm:
                 agreement[key] = rel_l2(warm[key].attribution, reference)
         timer = Timer()
-        for _ in range(args.repeats):
-            for key, fn in methods.items():
-                out = timer.run(key, fn)
-                if key.startswith("c_"):
-                    for part in ("load_and_path", "endpoints", "integral"):
-                        timer.times.setdefault(f"{key}_{part}", []).append(out.meta["timings_seconds"][part])
+        with C.LoadWatch() as watch:
+            for _ in range(args.repeats):
+                for key, fn in methods.items():
+                    out = timer.run(key, fn)
+                    if key.startswith("c_"):
+                        for part in ("load_and_path", "endpoints", "integral"):
+                            timer.times.setdefault(f"{key}_{part}", []).append(out.meta["timings_seconds"][part])
         res = first[primary]
         rows.append({
             "net": name, "config": C.CONFIGS[name].describe(), "note": C.CONFIGS[name].note,
@@ -175,8 +181,9 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
             "completeness_gap_relative": _finite(res.completeness_gap_relative),
             "diffusion_index": _finite(res.diffusion_index),
             "attributions_per_second": {p: 1.0 / C.median(timer.times[f"c_{p}"]) for p in providers},
+            "other_busy_processes": watch.seen,
         })
-        print(summary_line(rows[-1]), flush=True)
+        print(summary_line(rows[-1]) + (f"  [disturbed by: {watch.seen}]" if watch.seen else ""), flush=True)
     return rows
 
 
@@ -255,7 +262,8 @@ def markdown(data: dict) -> str:
     device = rows[0]["torch_device"] if rows else "cpu"
     lines = [
         f"Measured {data['date']} by `python bench/bench_networks.py {' '.join(data['argv'])}` "
-        f"in {data['wall_seconds'] / 60:.1f} min.",
+        f"in {data['wall_seconds'] / 60:.1f} min."
+        + "".join(f" Re-measured {r['date']} with `{' '.join(r['argv'])}` (replacing those rows)." for r in data.get("reruns", [])),
         "",
         f"- Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
         f"{data['machine']['memory_gib']} GiB; {data['machine']['platform']}.",
@@ -284,13 +292,19 @@ def markdown(data: dict) -> str:
         p = row["primary"]
         agree = ", ".join(f"{row['agreement_rel_l2'][k]:.0e}" for k in ("a", "b") if k in row["agreement_rel_l2"])
         gap = row["completeness_gap_relative"]
+        mark = " (!)" if row.get("other_busy_processes") else ""
         lines.append(
-            f"| {row['net']} | {row['config']}, {row['lr_size'][0]}x{row['lr_size'][1]} | {row['steps']} | "
+            f"| {row['net']}{mark} | {row['config']}, {row['lr_size'][0]}x{row['lr_size'][1]} | {row['steps']} | "
             f"{row['batch_size']} | {C.fmt_seconds(t.get('a', float('nan')))} | {C.fmt_seconds(t['b'])} | "
             f"{C.fmt_seconds(t[f'c_{p}'])} | {s['vs_a']:.2f}x | {s['vs_b']:.2f}x | "
             f"{row['attributions_per_second'][p]:.3f} | {s['fwd_ratio']:.2f} | {s['integral_fwd_ratio']:.2f} | "
             f"{C.fmt_seconds(t[f'fwd_{p}'])} | {C.fmt_seconds(t['fwd_torch'])} | {agree} | "
             f"{'-' if gap is None else f'{100 * gap:.1f}%'} |")
+    disturbed = [f"{r['net']} {r['steps']} steps ({', '.join(f'{k} {v}%' for k, v in r['other_busy_processes'].items())})"
+                 for r in rows if r.get("other_busy_processes")]
+    if disturbed:
+        lines += ["", "(!) other processes took more than 25% of a core while these rows were measured: "
+                  + "; ".join(disturbed) + "."]
     gpu = [p for p in providers if p != primary]
     if gpu:
         lines += ["", f"Other providers (the PyTorch peers ran on PyTorch's {device}):", "",
@@ -368,24 +382,25 @@ def plot(data: dict, path: Path) -> None:
     ax.axhline(1.0, color="#d62728", ls="--", lw=1)
     ax.set_xticks(range(len(nets)), nets, rotation=30)
     ax.set_ylabel("speed-up of lam-trt (CPU)")
-    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MultipleLocator(0.5))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-        lambda v, _: f"{v:g}x" if f"{v:.2g}"[0] in "235" else ""))
+    ax.text(len(nets) - 0.5, 1.5, "target over (a)", color="#1f77b4", fontsize=8, ha="right", va="bottom")
+    ax.text(len(nets) - 0.5, 1.0, "parity with (b)", color="#d62728", fontsize=8, ha="right", va="bottom")
     ax.set_title("lam-trt speed-up, same threads, same path")
     ax.legend(fontsize=8)
     ax.grid(axis="y", which="both", alpha=0.3)
     ax = axes[1]
-    big = max(steps_values) if steps_values else 0
-    sel = [r for r in rows if r["steps"] == big]
+    common = min(steps_values) if steps_values else 0
+    sel = [r for r in rows if r["steps"] == common]
     ax.barh([r["net"] for r in sel], [speedups(r)["fwd_ratio"] for r in sel], color="#555555", label="whole call")
     ax.barh([r["net"] for r in sel], [speedups(r)["integral_fwd_ratio"] for r in sel], color="#2ca02c",
             height=0.4, label="path integral only")
     ax.axvline(2.0, color="k", ls=":", lw=1)
     ax.axvline(2.5, color="#d62728", ls="--", lw=1)
-    ax.set_xlabel(f"lam-trt time / forward-only time ({big} steps)")
+    ax.set_xlabel(f"lam-trt time / ONNX Runtime forward-only time ({common} steps)")
     ax.invert_yaxis()
-    ax.legend(fontsize=8)
+    ax.set_xlim(0, 1.45 * max([speedups(r)["fwd_ratio"] for r in sel] + [2.5]))
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_title("cost over the forward passes (ideal ~2)")
     fig.suptitle(f"{data['machine']['cpu']}, {data['threads']} threads; {data['date']}", fontsize=9)
     fig.tight_layout()
@@ -393,8 +408,27 @@ def plot(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def merge(old: dict, new: dict) -> dict:
+    """``old`` with the rows (net, steps) and crop rows (net) of ``new`` replaced or added."""
+    fresh = {(r["net"], r["steps"]) for r in new["rows"]}
+    rows = [r for r in old["rows"] if (r["net"], r["steps"]) not in fresh] + new["rows"]
+    order = list(C.CONFIGS)
+    rows.sort(key=lambda r: (order.index(r["net"]) if r["net"] in order else len(order), r["steps"]))
+    crop_nets = {r["net"] for r in new["crop_rows"]}
+    crop = [r for r in old["crop_rows"] if r["net"] not in crop_nets] + new["crop_rows"]
+    return {**new, "date": old["date"], "versions": old["versions"], "rows": rows, "crop_rows": crop,
+            "load": old["load"] + new["load"],
+            "wall_seconds": old["wall_seconds"] + new["wall_seconds"],
+            "argv": old["argv"], "reruns": old.get("reruns", []) + [{"date": new["date"], "argv": new["argv"]}]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        data = json.loads((args.out / "results.json").read_text())
+        C.replace_section("networks", markdown(data), args.out / "RESULTS.md")
+        plot(data, args.out / "speedups.png")
+        return 0
     import torch
 
     from lam_trt import providers as prov
@@ -409,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     big_nets = set(nets) if args.steps_100_nets == "all" else set(args.steps_100_nets.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    versions, date = C.versions(), C.now()  # the code measured is the code at the start
     load = [C.load_snapshot()]
     print(f"load: {C.describe_load(load)}", flush=True)
     rows, crop_rows = [], []
@@ -421,9 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in [n for n in args.crop_nets.split(",") if n]:
             crop_rows.append(measure_crop(name, size_of(args.crop_size, (256, 256)), args.crop_steps, args, workdir))
         load.append(C.load_snapshot())
-    data = {"date": C.now(), "argv": sys.argv[1:] if argv is None else argv, "machine": C.machine(),
-            "versions": C.versions(), "threads": args.threads, "repeats": args.repeats,
+    data = {"date": date, "argv": sys.argv[1:] if argv is None else argv, "machine": C.machine(),
+            "versions": versions, "threads": args.threads, "repeats": args.repeats,
             "wall_seconds": time.perf_counter() - start, "load": load, "rows": rows, "crop_rows": crop_rows}
+    if args.merge and (args.out / "results.json").exists():
+        data = merge(json.loads((args.out / "results.json").read_text()), data)
     (args.out / "results.json").write_text(json.dumps(data, indent=1))
     md = args.out / "RESULTS.md"
     C.replace_section("networks", markdown(data), md)

@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", default=None, help="LR size HxW (default: the bench size, 32x32)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--out", type=Path, default=C.BENCH_DIR, help="folder for results_quadrature.json and RESULTS.md")
+    p.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from results_quadrature.json")
     return p.parse_args(argv)
 
 
@@ -80,6 +81,10 @@ def measure(name: str, size: tuple[int, int], args: argparse.Namespace, rules: l
     return row
 
 
+def path_images(rule: str, steps: int) -> int:
+    return steps + 1 if rule == "trapezoid" else steps
+
+
 def markdown(data: dict) -> str:
     rules = data["rule_names"]
     top = max(data["ladder"])
@@ -88,26 +93,37 @@ def markdown(data: dict) -> str:
         f"in {data['wall_seconds'] / 60:.1f} min. Same networks, image and window as the speed table "
         f"(LR {data['size']}); the ladder was {', '.join(map(str, data['ladder']))} steps; a rule "
         f"\"needs\" m steps when the relative completeness gap is under {100 * data['tolerance']:g}% at m and at "
-        f"the next rung (2m). Path images per attribution: m for right and gauss-legendre, m + 1 for trapezoid.",
+        f"the next rung (2m). Path images per attribution: m for right and gauss-legendre, m + 1 for trapezoid. "
+        f"\"fewer images\": right's path images over the best rule's.",
         "",
-        "| net | " + " | ".join(f"{r} steps" for r in rules) + " | " + " | ".join(f"{r} gap at 16" for r in rules) + " |",
-        "|---|" + "---:|" * (2 * len(rules)),
+        "| net | " + " | ".join(f"{r} steps" for r in rules) + " | fewer images | "
+        + " | ".join(f"{r} gap at 8" for r in rules) + " |",
+        "|---|" + "---:|" * (2 * len(rules) + 1),
     ]
     for row in data["rows"]:
-        cells = []
-        for r in rules:
-            n = row["rules"][r]["steps_needed"]
-            cells.append(str(n) if n else f"> {top}")
+        needed = {r: row["rules"][r]["steps_needed"] for r in rules}
+        cells = [str(needed[r]) if needed[r] else f"> {top}" for r in rules]
+        reached = {r: path_images(r, n) for r, n in needed.items() if n}
+        if reached and "right" in needed:
+            best = min(reached.values())
+            saving = (f"{path_images('right', needed['right']) / best:.0f}x" if needed["right"]
+                      else f"> {path_images('right', top) / best:.0f}x")
+        else:
+            saving = "-"
         gaps = []
         for r in rules:
-            g = next((s["gap_relative"] for s in row["rules"][r]["ladder"] if s["steps"] == 16), None)
+            g = next((s["gap_relative"] for s in row["rules"][r]["ladder"] if s["steps"] == 8), None)
             gaps.append("-" if g is None else f"{100 * g:+.2f}%")
-        lines.append(f"| {row['net']} ({row['config']}) | " + " | ".join(cells) + " | " + " | ".join(gaps) + " |")
+        lines.append(f"| {row['net']} ({row['config']}) | " + " | ".join(cells) + f" | {saving} | " + " | ".join(gaps) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        data = json.loads((args.out / "results_quadrature.json").read_text())
+        C.replace_section("quadrature", markdown(data), args.out / "RESULTS.md")
+        return 0
     from lam_trt.bench import parse_size
 
     nets = [n for n in args.nets.split(",") if n]
