@@ -1,7 +1,9 @@
 """build_attribution_graph: the user's network + the LAM detector + its input gradient, as ONNX."""
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,7 +17,20 @@ from lam_trt.export.detector import REDUCTIONS, append_detector
 from lam_trt.export.source import load_model, model_sha256
 from lam_trt.export.specialise import ForwardGraph, specialise
 
-GRAPH_FORMAT = "1"  # bump when the graph's structure changes, so on-disk caches are rebuilt
+def code_fingerprint() -> str:
+    """A hash of the code that shapes an attribution graph: any change to a rule, the detector or
+    the specialisation gives new cache keys, so no cache serves a graph an older lam-trt built."""
+    here = Path(__file__).resolve().parent
+    sources = sorted([*here.glob("*.py"), *(here / "vjp").glob("*.py")])
+    digest = hashlib.sha256()
+    for source in sources:
+        if source.name not in NOT_GRAPH_CODE:
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+NOT_GRAPH_CODE = {"torch_export.py", "checkpoint.py", "inspect.py", "train_demo.py"}
+GRAPH_FORMAT = code_fingerprint()
 
 
 def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_shape: tuple[int, int, int],
