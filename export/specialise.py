@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 
 from lam_trt.errors import ModelError
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
+from lam_trt.export.vjp.conv import one_hot_kernels
 
 # Outputs of these ops never depend on the input's values, only on its shape.
 SHAPE_READERS = frozenset({"Shape", "Size"})
@@ -273,11 +274,8 @@ def pixel_shuffles_as_convolutions(graph: ForwardGraph) -> None:
         if node.op_type != "DepthToSpace" or attrs.get("mode", b"DCR") not in (b"CRD", "CRD"):
             continue
         r, channels = int(attrs["blocksize"]), graph.shapes[node.output[0]][1]
-        kernels = np.zeros((channels * r * r, 1, r, r), np.float32)
-        for i in range(channels * r * r):
-            kernels[i, 0, (i % (r * r)) // r, i % r] = 1.0
         name = f"{node.output[0]}__shuffle_kernels"
-        add_constant(graph, name, kernels)
+        add_constant(graph, name, one_hot_kernels(channels, r, r))
         graph.nodes[k] = helper.make_node("ConvTranspose", [node.input[0], name], list(node.output),
                                           name=node.name, kernel_shape=[r, r], strides=[r, r], group=channels)
 

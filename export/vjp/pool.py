@@ -6,6 +6,7 @@ from onnx import helper
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.conv import one_hot_kernels
 from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix
 
 
@@ -73,10 +74,7 @@ def vjp_max_pool(b, node, grads, needs):
             picks.append(b.op("Unsqueeze", b.op("Where", pick, grads[0], b.const(0.0)), b.ints([2])))
     k = kh * kw
     stacked = b.op("Reshape", b.op("Concat", *picks, axis=2), b.ints([-1, c * k, ho, wo]))
-    kernels = np.zeros((c * k, 1, kh, kw), np.float32)
-    for ch in range(c):
-        for idx in range(k):
-            kernels[ch * k + idx, 0, idx // kw, idx % kw] = 1.0
+    kernels = one_hot_kernels(c, kh, kw)
     # ConvTranspose puts each pick back at its input position; crop the padding to h x w.
     span_h, span_w = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
     end_h, end_w = span_h - pt - h, span_w - pl - w

@@ -5,6 +5,7 @@ import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.conv import one_hot_kernels
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -259,10 +260,8 @@ def vjp_depth_to_space(b, node, grads, needs):
     if node.attrs.get("mode", "DCR") == "DCR":
         return [b.op("SpaceToDepth", grads[0], blocksize=bs)]
     c = b.shape(node.outputs[0])[1]
-    kernels = np.zeros((c * bs * bs, 1, bs, bs), np.float32)
-    for k in range(c * bs * bs):
-        kernels[k, 0, (k % (bs * bs)) // bs, k % bs] = 1.0
-    return [b.op("Conv", grads[0], b.const(kernels), kernel_shape=[bs, bs], strides=[bs, bs], group=c)]
+    return [b.op("Conv", grads[0], b.const(one_hot_kernels(c, bs, bs)), kernel_shape=[bs, bs],
+                 strides=[bs, bs], group=c)]
 
 
 @vjp("SpaceToDepth")
