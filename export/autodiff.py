@@ -6,7 +6,7 @@ from typing import Iterable, Optional
 import onnx
 
 from lam_trt.errors import UnsupportedOpError
-from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.builder import Broadcast, GraphBuilder, Node
 from lam_trt.export.vjp import NON_DIFFERENTIABLE, REGISTRY, Rule
 
 REAL = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
@@ -83,9 +83,14 @@ def backpropagate(b: GraphBuilder, nodes: list[Node], active: set[str], seeds: d
 
 
 def total(b: GraphBuilder, parts: Optional[list[str]], grads: dict[str, str], name: str) -> Optional[str]:
-    """Sum the gradient contributions of one tensor (once) and remember it."""
+    """Sum the gradient contributions of one tensor (once) and remember it. Lazy ``Broadcast``
+    parts ride on Sum's broadcasting; one is expanded only if no part has the full shape."""
     if not parts:
         return grads.get(name)
+    full = [p for p in parts if not isinstance(p, Broadcast)]
+    lazy = [p for p in parts if isinstance(p, Broadcast)]
+    if not full:
+        full = [b.op("Expand", lazy.pop(0), b.dyn_shape(name))]
+    parts = full + lazy
     grads[name] = parts[0] if len(parts) == 1 else b.op("Sum", *parts)
     return grads[name]
-

@@ -37,6 +37,13 @@ class Node:
         return self.inputs[i] if i < len(self.inputs) else ""
 
 
+class Broadcast(str):
+    """A gradient that still has to be broadcast to its tensor's shape (a reduction's adjoint).
+
+    Left lazy so that, next to other contributions, one broadcasting Sum adds it without an Expand
+    materialising it first; ``autodiff.total`` expands it only when it stands alone."""
+
+
 @dataclass
 class GraphBuilder:
     shapes: dict[str, tuple[int, ...]]          # static shapes at batch 1

@@ -108,6 +108,11 @@ EXPORTED: list[Case] = [
     case("LeakyRelu", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, 0.2))),
     case("PRelu-per-channel", "PRelu", mod(lambda: nn.PReLU(3))),
     case("PRelu-single", "PRelu", mod(lambda: nn.PReLU(1))),
+    # slopes in [0, 1] take the output-based rule; others the Where on the input
+    case("LeakyRelu-negative-slope", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, -0.3))),
+    case("LeakyRelu-slope-above-1", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, 1.5))),
+    case("PRelu-unit-slopes", "PRelu", fn(lambda m, x: F.prelu(x, m.w), w=lambda: torch.tensor([0.0, 0.25, 1.0]))),
+    case("PRelu-mixed-slopes", "PRelu", fn(lambda m, x: F.prelu(x, m.w), w=lambda: torch.tensor([-0.5, 0.3, 1.7]))),
     case("Sigmoid", "Sigmoid", fn(lambda m, x: torch.sigmoid(x))),
     case("Tanh", "Tanh", fn(lambda m, x: torch.tanh(x))),
     case("HardSigmoid", "HardSigmoid", fn(lambda m, x: F.hardsigmoid(4 * x))),
@@ -534,3 +539,17 @@ def test_initializers_listed_as_graph_inputs(tmp_path, check_attribution):
     model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                              for t in model.graph.initializer)
     check_attribution(model, module, c.shape, c.ops)
+
+
+@pytest.mark.parametrize("activation", [lambda m, x: F.leaky_relu(x, 0.2), lambda m, x: F.prelu(x, m.w)],
+                         ids=["LeakyRelu", "PRelu"])
+def test_slope_at_zero_and_denormals(activation, tmp_path, harness):
+    """The output-based slope rule equals PyTorch's x > 0 choice where x is 0, -0 or denormal."""
+    module = Fn(activation, w=torch.tensor([0.1, 0.5, 0.0]))
+    source = export_onnx(module, (3, 4, 4), tmp_path / "act.onnx")
+    path, weights = harness.random_batch(2, (3, 4, 4), 0)
+    # on a diagonal, so that every detector gradient magnitude they enter stays far from 0
+    path[0, :2, [0, 1, 2], [0, 1, 2]] = np.array([[0.0, -0.0, 1e-42], [-1e-42, 1.2e-38, -3e-39]], np.float32).T
+    window = (0, 0, 3, 3)
+    run = harness.run_graph(harness.make_session(harness.build_graph(source, (3, 4, 4))), path, weights, window)
+    harness.assert_matches(run, harness.reference(module, path, weights, window), 1e-6)

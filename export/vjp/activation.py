@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
 from lam_trt.export.vjp.elementwise import mask, unary
@@ -44,20 +46,40 @@ def d_mish(b, x, y):
     return b.op("Add", t, b.op("Mul", b.op("Mul", x, b.op("Sigmoid", x)), sech2))
 
 
+def slope_from_output(b: GraphBuilder, y: str, slope: str) -> str:
+    """The local slope of y = x > 0 ? x : slope * x as Clip(Ceil(y), slope, 1) (Min/Max
+    per channel), from the output (so the Conv before it keeps its fused activation). Valid for constant slopes in [0, 1], where
+    y > 0 exactly when x > 0; equals Where(x > 0, 1, slope) bit for bit, denormals and x = 0 included.
+    Three multi-threaded float ops cost a third of Greater + Where (single-threaded in ONNX Runtime)."""
+    if b.value(slope).size == 1:
+        return b.op("Clip", b.op("Ceil", y), b.const(float(b.value(slope).reshape(()))), b.const(1.0))
+    return b.op("Max", b.op("Min", b.op("Ceil", y), b.const(1.0)), slope)
+
+
+def slope_in_unit_interval(b: GraphBuilder, slope: str) -> bool:
+    return b.has_value(slope) and bool(np.all((b.value(slope) >= 0) & (b.value(slope) <= 1)))
+
+
 @vjp("LeakyRelu")
 def vjp_leaky_relu(b, node, grads, needs):
-    x = node.inputs[0]
-    alpha = float(node.attrs.get("alpha", 0.01))
-    local = b.op("Where", b.op("Greater", x, b.const(0.0)), b.const(1.0), b.const(alpha))
+    x, y = node.inputs[0], node.outputs[0]
+    alpha = b.const(float(node.attrs.get("alpha", 0.01)))
+    if slope_in_unit_interval(b, alpha):
+        local = slope_from_output(b, y, alpha)
+    else:
+        local = b.op("Where", b.op("Greater", x, b.const(0.0)), b.const(1.0), alpha)
     return [b.op("Mul", grads[0], local)]
 
 
 @vjp("PRelu")
 def vjp_prelu(b, node, grads, needs):
     g, (x, slope), out = grads[0], node.inputs, node.outputs[0]
-    positive = b.op("Greater", x, b.const(0.0))
-    local = b.op("Where", positive, b.const(1.0), slope)
-    gs = b.unbroadcast(b.op("Where", positive, b.const(0.0), b.op("Mul", g, x)), out, slope) if needs[1] else None
+    positive = lambda: b.op("Greater", x, b.const(0.0))
+    if slope_in_unit_interval(b, slope):
+        local = slope_from_output(b, out, slope)
+    else:
+        local = b.op("Where", positive(), b.const(1.0), slope)
+    gs = b.unbroadcast(b.op("Where", positive(), b.const(0.0), b.op("Mul", g, x)), out, slope) if needs[1] else None
     return [b.op("Mul", g, local), gs]
 
 

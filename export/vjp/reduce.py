@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.builder import Broadcast, GraphBuilder, Node
 from lam_trt.export.vjp import vjp
 from lam_trt.export.vjp.elementwise import mask
 
@@ -42,15 +42,14 @@ def no_grad_for_axes(node: Node) -> list:
 @vjp("ReduceSum")
 def vjp_reduce_sum(b, node, grads, needs):
     g, _ = spread(b, node, grads[0])
-    return [b.op("Expand", g, b.dyn_shape(node.inputs[0]))] + no_grad_for_axes(node)
+    return [Broadcast(g)] + no_grad_for_axes(node)
 
 
 @vjp("ReduceMean")
 def vjp_reduce_mean(b, node, grads, needs):
     g, axes = spread(b, node, grads[0])
     count = int(np.prod([b.shape(node.inputs[0])[a] for a in axes]))
-    expanded = b.op("Expand", b.op("Div", g, b.const(float(count))), b.dyn_shape(node.inputs[0]))
-    return [expanded] + no_grad_for_axes(node)
+    return [Broadcast(b.op("Div", g, b.const(float(count))))] + no_grad_for_axes(node)
 
 
 @vjp("ReduceSumSquare")
@@ -96,7 +95,7 @@ def vjp_reduce_extreme(b, node, grads, needs):
 def vjp_global_average_pool(b, node, grads, needs):
     x = node.inputs[0]
     count = float(np.prod(b.shape(x)[2:]))
-    return [b.op("Expand", b.op("Div", grads[0], b.const(count)), b.dyn_shape(x))]
+    return [Broadcast(b.op("Div", grads[0], b.const(count)))]
 
 
 @vjp("GlobalMaxPool")
