@@ -100,13 +100,11 @@ class Timer:
 def ort_forward(onnx_path: Path, threads: int, provider: str):
     import onnxruntime as ort
 
-    from lam_trt.providers import resolve, session_providers
+    from lam_trt.providers import resolve, session_options, session_providers
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), opts, providers=session_providers(resolve(provider)))
+    # the same session options as lam-trt's own sessions, so the floor is measured like (c)
+    session = ort.InferenceSession(str(onnx_path), session_options(threads),
+                                   providers=session_providers(resolve(provider)))
     name = session.get_inputs()[0].name
 
     def forward(points: np.ndarray, batch: int) -> None:

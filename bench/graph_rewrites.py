@@ -242,10 +242,9 @@ def rewrite(model: onnx.ModelProto, names: list[str]) -> tuple[onnx.ModelProto, 
 def session(model: onnx.ModelProto, threads: int):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+    from lam_trt.providers import session_options
+
+    opts = session_options(threads)
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 

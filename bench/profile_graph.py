@@ -26,15 +26,17 @@ import _common as C  # noqa: E402
 
 
 def profile(model_path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int, outputs=None,
-            level: str = "all") -> tuple[dict[str, float], dict[str, float], float]:
+            level: str = "all", config: dict[str, str] | None = None) -> tuple[dict[str, float], dict[str, float], float]:
     """(ms per op type, ms per node, total ms) per run, averaged over ``runs`` after one warm-up."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
+    from lam_trt.providers import session_options
+
+    opts = session_options(threads)  # lam-trt's own; --config entries override
     opts.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                                      "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[level]
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
     with tempfile.TemporaryDirectory() as tmp:
         opts.enable_profiling = True
         opts.profile_file_prefix = os.path.join(tmp, "profile")
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--top", type=int, default=12, help="slowest nodes of the attribution graph to list")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="ONNX Runtime session config entry for both sessions, e.g. session.set_denormal_as_zero=1")
     args = p.parse_args(argv)
     from lam_trt.bench import parse_size
     from lam_trt.export import build_attribution_graph
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from lam_trt.kernels import make_path
 
     size = parse_size(args.size)
+    config = dict(item.split("=", 1) for item in args.config)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = C.export_model(args.net, C.build_model(args.net), Path(tmp), size)
         graph_path = Path(tmp) / "graph.onnx"
@@ -80,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         path = make_path("lam", C.bench_image(size), steps=args.batch, sigma=C.SIGMA, kernel_size=C.KERNEL_SIZE)
         x, y = C.centre(size)
         window = np.asarray([y, x, C.WINDOW_SIZE, C.WINDOW_SIZE], np.int64)
-        fwd_types, _, fwd_total = profile(onnx_path, {"input": path.points}, args.threads, args.runs)
+        fwd_types, _, fwd_total = profile(onnx_path, {"input": path.points}, args.threads, args.runs,
+                                              config=config)
         lam_types, lam_nodes, lam_total = profile(
             graph_path, {"path": path.points, "weights": path.weights, "window": window}, args.threads, args.runs,
-            ["detector", "attribution", "contribution"])
+            ["detector", "attribution", "contribution"], config=config)
     print(f"{args.net} ({C.CONFIGS[args.net].describe()}), {size[0]}x{size[1]}, batch {args.batch}, "
           f"{args.threads} threads: forward {fwd_total:.1f} ms, attribution graph {lam_total:.1f} ms "
           f"(ratio {lam_total / fwd_total:.2f})")

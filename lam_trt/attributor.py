@@ -26,7 +26,7 @@ from lam_trt.export.source import image_io, load_model, model_sha256, static_dim
 from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
 from lam_trt.result import LAMResult
-from lam_trt.providers import resolve, session_providers
+from lam_trt.providers import resolve, session_options, session_providers
 from lam_trt.runner import GraphRunner
 
 
@@ -136,9 +136,7 @@ class Attributor:
     def forward(self, images: np.ndarray) -> np.ndarray:
         """F(images) [N, C', H, W] from the plain model (one ONNX Runtime session, made on first use)."""
         if self._forward is None:
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            self._forward = ort.InferenceSession(self.model.SerializeToString(), opts,
+            self._forward = ort.InferenceSession(self.model.SerializeToString(), session_options(self.threads),
                                                  providers=session_providers(self.provider))
         name = self._forward.get_inputs()[0].name
         try:
@@ -194,6 +192,8 @@ class Attributor:
                         "batch_size": runner.batch_size, "chunks": chunks, "threads": self.threads,
                         "precision": "fp16" if self.fp16 and runner.provider == "tensorrt" else "fp32",
                         "path_generator": path.params.get("generator", "numpy"),
+                        "denormals_as_zero": runner.session.get_session_options().get_session_config_entry(
+                            "session.set_denormal_as_zero") == "1",
                         "graph_cache_hit": info["graph_cache_hit"], "graph_path": info["graph_path"]},
             "timings_seconds": {k: round(v, 6) for k, v in timings.items()},
             "versions": {"lam_trt": lam_trt.__version__, "onnxruntime": ort.__version__,

@@ -41,11 +41,7 @@ class GraphRunner:
         self.output_shape = tuple(int(v) for v in meta["lam_trt.output_shape"].split("x"))
         self.bytes_per_item = int(meta.get("lam_trt.activation_bytes_per_item", 0))
         self.threads = threads
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = prov.session_options(threads)
         self.batch_size = batch_size or self.auto_batch_size(memory_budget or DEFAULT_MEMORY_BUDGET)
         self.batch_hint = self.batch_size
         start = time.perf_counter()

@@ -54,6 +54,7 @@ def test_lam_matches_reference(models, name, steps):
     assert result.completeness_gap == pytest.approx(ref.gap, rel=1e-3, abs=1e-5)
     assert result.attribution.shape == img.shape and result.sr_output.shape == (3, 24, 24)
     assert result.meta["model"]["sha256"] and result.meta["runtime"]["provider"] == "cpu"
+    assert result.meta["runtime"]["denormals_as_zero"]
 
 
 def test_integrated_gradients_matches_captum(models):

@@ -108,6 +108,13 @@ EXPORTED: list[Case] = [
     case("LeakyRelu", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, 0.2))),
     case("PRelu-per-channel", "PRelu", mod(lambda: nn.PReLU(3))),
     case("PRelu-single", "PRelu", mod(lambda: nn.PReLU(1))),
+    # slice adjoints join their blocks with one Concat when the blocks tile the axis, else pad and sum
+    case("Slice-blocks-tile", "Slice", fn(lambda m, x: torch.cat([x[:, 1:] * 2, torch.sin(x[:, :1])], 1))),
+    case("Slice-blocks-overlap", "Slice", fn(lambda m, x: x[:, :2] * x[:, 1:])),
+    case("Slice-blocks-gap", "Slice", fn(lambda m, x: x[:, :1] * x[:, 2:])),
+    case("Slice-blocks-and-whole", "Slice", fn(lambda m, x: x * 2 + torch.cat([x[:, :1], x[:, 1:] * 3], 1))),
+    case("Gather-rows-tile", "Gather",
+         fn(lambda m, x: torch.stack([x[:, 0] * x[:, 1], x[:, 2] + x[:, 1], torch.tanh(x[:, 0])], 1))),
     # slopes in [0, 1] take the output-based rule; others the Where on the input
     case("LeakyRelu-negative-slope", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, -0.3))),
     case("LeakyRelu-slope-above-1", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, 1.5))),

@@ -47,10 +47,10 @@ def d_mish(b, x, y):
 
 
 def slope_from_output(b: GraphBuilder, y: str, slope: str) -> str:
-    """The local slope of y = x > 0 ? x : slope * x as Clip(Ceil(y), slope, 1) (Min/Max
-    per channel), from the output (so the Conv before it keeps its fused activation). Valid for constant slopes in [0, 1], where
-    y > 0 exactly when x > 0; equals Where(x > 0, 1, slope) bit for bit, denormals and x = 0 included.
-    Three multi-threaded float ops cost a third of Greater + Where (single-threaded in ONNX Runtime)."""
+    """The local slope of y = x > 0 ? x : slope * x as Clip(Ceil(y), slope, 1) (Min/Max per
+    channel), read from the output so that the Conv before it keeps its fused activation. Valid for
+    constant slopes in [0, 1], where y > 0 exactly when x > 0: bit for bit Where(x > 0, 1, slope),
+    denormals and x = 0 included, at a third of the cost of Greater + Where in ONNX Runtime."""
     if b.value(slope).size == 1:
         return b.op("Clip", b.op("Ceil", y), b.const(float(b.value(slope).reshape(()))), b.const(1.0))
     return b.op("Max", b.op("Min", b.op("Ceil", y), b.const(1.0)), slope)

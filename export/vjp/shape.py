@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.builder import GraphBuilder, Node, Placed
 from lam_trt.export.vjp import vjp
 from lam_trt.export.vjp.conv import one_hot_kernels
 
@@ -121,7 +121,11 @@ def vjp_slice(b, node, grads, needs):
         return [runtime_slice_grad(b, node, g)] + [None] * (len(node.inputs) - 1)
     rank = b.rank(x)
     shape = list(b.shape(node.outputs[0]))
-    for axis, first, count, step in static_slice_params(b, node):
+    params = static_slice_params(b, node)
+    if len(params) == 1 and params[0][3] == 1:  # one contiguous block: let the gradient sum join blocks
+        axis, first, count, _ = params[0]
+        return [Placed(g, axis, first, b.shape(x)[axis] - first - count)] + [None] * (len(node.inputs) - 1)
+    for axis, first, count, step in params:
         g = place_strided(b, g, rank, axis, b.shape(x)[axis], first, count, step, shape)
         shape[axis] = b.shape(x)[axis]
     return [g] + [None] * (len(node.inputs) - 1)
@@ -168,9 +172,8 @@ def vjp_gather(b, node, grads, needs):
     dim = b.shape(x)[axis]
     idx = np.asarray(b.value(node.inputs[1]))
     if idx.ndim == 0:  # one slice: put it back at its index
-        row = b.op("Unsqueeze", g, b.ints([axis]))
         i = int(idx) % dim
-        return [pad_axis(b, row, rank, axis, i, dim - i - 1), None]
+        return [Placed(b.op("Unsqueeze", g, b.ints([axis])), axis, i, dim - i - 1), None]
     if idx.ndim > 1:  # merge the index dims into one
         static = list(b.shape(node.outputs[0]))
         g = b.op("Reshape", g, b.ints([0] * axis + [idx.size] + static[axis + idx.ndim:]))
