@@ -64,13 +64,14 @@ def backpropagate(b: GraphBuilder, nodes: list[Node], active: set[str], seeds: d
     pending: dict[str, list[str]] = {k: [v] for k, v in seeds.items()}
     grads: dict[str, str] = {}
     for node in reversed(nodes):
-        out_grads = [total(b, pending.pop(o, None), grads, o) for o in node.outputs]
+        rule = overrides.get(node.name) or REGISTRY.get(node.op_type)
+        lazy_ok = getattr(rule, "takes_broadcast", False)
+        out_grads = [total(b, pending.pop(o, None), grads, o, lazy_ok) for o in node.outputs]
         if all(g is None for g in out_grads):
             continue
         needs = [i in active for i in node.inputs]
         if not any(needs):
             continue
-        rule = overrides.get(node.name) or REGISTRY[node.op_type]
         try:
             in_grads = rule(b, node, out_grads, needs)
         except NotImplementedError as e:
@@ -83,10 +84,12 @@ def backpropagate(b: GraphBuilder, nodes: list[Node], active: set[str], seeds: d
     return grads
 
 
-def total(b: GraphBuilder, parts: Optional[list[str]], grads: dict[str, str], name: str) -> Optional[str]:
+def total(b: GraphBuilder, parts: Optional[list[str]], grads: dict[str, str], name: str,
+          keep_broadcast: bool = False) -> Optional[str]:
     """Sum the gradient contributions of one tensor (once) and remember it. Lazy parts stay cheap:
     ``Placed`` blocks that tile the tensor are concatenated, ``Broadcast`` parts ride on Sum's
-    broadcasting, and either is materialised only when nothing else gives the full shape."""
+    broadcasting, and either is materialised only when nothing else gives the full shape (and,
+    for ``Broadcast``, the consuming rule cannot take it as it is: ``keep_broadcast``)."""
     if not parts:
         return grads.get(name)
     placed = [p for p in parts if isinstance(p, Placed)]
@@ -97,6 +100,9 @@ def total(b: GraphBuilder, parts: Optional[list[str]], grads: dict[str, str], na
     full = [pad_axis(b, p, b.rank(name), p.axis, p.begin, p.end) if isinstance(p, Placed) else p
             for p in parts if not isinstance(p, Broadcast)]
     lazy = [p for p in parts if isinstance(p, Broadcast)]
+    if not full and keep_broadcast:
+        grads[name] = lazy[0] if len(lazy) == 1 else Broadcast(b.op("Sum", *lazy))
+        return grads[name]
     if not full:
         full = [b.op("Expand", lazy.pop(0), b.dyn_shape(name))]
     parts = full + lazy

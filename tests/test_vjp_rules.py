@@ -115,6 +115,17 @@ EXPORTED: list[Case] = [
     case("Slice-blocks-and-whole", "Slice", fn(lambda m, x: x * 2 + torch.cat([x[:, :1], x[:, 1:] * 3], 1))),
     case("Gather-rows-tile", "Gather",
          fn(lambda m, x: torch.stack([x[:, 0] * x[:, 1], x[:, 2] + x[:, 1], torch.tanh(x[:, 0])], 1))),
+    # reductions hand back lazily broadcast gradients (no Expand) through reductions and Pow
+    case("Reduce-chain-contrast", ("ReduceSum", "ReduceMean", "Pow"),
+         fn(lambda m, x: x * ((x - x.mean((2, 3), keepdim=True)) ** 2).sum(2, keepdim=True).sum(3, keepdim=True))),
+    case("Reduce-no-keepdims-chain", ("ReduceSum", "Pow"),
+         fn(lambda m, x: x + (x ** 2).sum(2).sum(2)[:, :, None, None] * m.c, c=lambda: rand(1, 1, 8, 8))),
+    case("Reduce-two-lazy-parts", ("ReduceSum", "Pow"),
+         fn(lambda m, x: x * (x ** 2).sum(2, keepdim=True) + (x ** 2).sum(3, keepdim=True) * m.c,
+            c=lambda: rand(1, 1, 8, 8))),
+    case("Pow-1-after-reduce", ("ReduceMean", "Pow", "Reshape"),
+         fn(lambda m, x: torch.pow(x.reshape(-1, 3, 64, 1), m.one).mean((2, 3), keepdim=True) * m.c,
+            one=lambda: torch.tensor(1.0), c=lambda: rand(1, 1, 8, 8))),
     # slopes in [0, 1] take the output-based rule; others the Where on the input
     case("LeakyRelu-negative-slope", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, -0.3))),
     case("LeakyRelu-slope-above-1", "LeakyRelu", fn(lambda m, x: F.leaky_relu(x, 1.5))),

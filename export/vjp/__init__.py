@@ -25,10 +25,13 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset({
 })
 
 
-def vjp(*op_types: str) -> Callable[[Rule], Rule]:
-    """Register ``rule`` for each op type."""
+def vjp(*op_types: str, takes_broadcast: bool = False) -> Callable[[Rule], Rule]:
+    """Register ``rule`` for each op type. ``takes_broadcast``: the rule is also right when its
+    output gradient is a ``Broadcast`` (only broadcastable to the output's shape), and marks its
+    results ``Broadcast`` where they may stay smaller than the inputs, so no Expand is needed."""
 
     def register(rule: Rule) -> Rule:
+        rule.takes_broadcast = takes_broadcast
         for op in op_types:
             REGISTRY[op] = rule
         return rule

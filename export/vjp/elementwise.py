@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.builder import Broadcast, GraphBuilder, Node
 from lam_trt.export.vjp import vjp
 
 FLOAT = 1
@@ -59,12 +59,17 @@ def vjp_div(b, node, grads, needs):
     return binary(b, node, needs, gx, gy)
 
 
-@vjp("Pow")
+@vjp("Pow", takes_broadcast=True)
 def vjp_pow(b, node, grads, needs):
+    """A ``Broadcast`` g (a variance's sum) is multiplied in as it is: Mul broadcasts it against
+    the full-shaped derivative; only a constant derivative (p = 1) leaves the product lazy."""
     g, (x, p), out = grads[0], node.inputs, node.outputs[0]
     gx = gp = None
     if needs[0]:
-        gx = b.op("Mul", g, pow_derivative(b, x, p, out))
+        derivative = pow_derivative(b, x, p, out)
+        gx = b.op("Mul", g, derivative)
+        if isinstance(g, Broadcast) and b.has_value(derivative):
+            gx = Broadcast(gx)
     if needs[1]:
         gp = b.op("Mul", g, b.op("Mul", out, b.op("Log", x)))
     return binary(b, node, needs, gx, gp)

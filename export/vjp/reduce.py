@@ -39,13 +39,13 @@ def no_grad_for_axes(node: Node) -> list:
     return [None] * (len(node.inputs) - 1)
 
 
-@vjp("ReduceSum")
+@vjp("ReduceSum", takes_broadcast=True)
 def vjp_reduce_sum(b, node, grads, needs):
     g, _ = spread(b, node, grads[0])
     return [Broadcast(g)] + no_grad_for_axes(node)
 
 
-@vjp("ReduceMean")
+@vjp("ReduceMean", takes_broadcast=True)
 def vjp_reduce_mean(b, node, grads, needs):
     g, axes = spread(b, node, grads[0])
     count = int(np.prod([b.shape(node.inputs[0])[a] for a in axes]))
@@ -91,7 +91,7 @@ def vjp_reduce_extreme(b, node, grads, needs):
     return [b.op("Mul", hit, b.op("Div", g, ties))] + no_grad_for_axes(node)
 
 
-@vjp("GlobalAveragePool")
+@vjp("GlobalAveragePool", takes_broadcast=True)
 def vjp_global_average_pool(b, node, grads, needs):
     x = node.inputs[0]
     count = float(np.prod(b.shape(x)[2:]))
