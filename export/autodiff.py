@@ -6,8 +6,8 @@ from typing import Iterable, Optional
 import onnx
 
 from lam_trt.errors import UnsupportedOpError
-from lam_trt.export.builder import Broadcast, GraphBuilder, Node, Placed
-from lam_trt.export.vjp.shape import pad_axis
+from lam_trt.export.accumulate import total
+from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import NON_DIFFERENTIABLE, REGISTRY, Rule
 
 REAL = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
@@ -82,37 +82,3 @@ def backpropagate(b: GraphBuilder, nodes: list[Node], active: set[str], seeds: d
     for name, parts in pending.items():
         total(b, parts, grads, name)
     return grads
-
-
-def total(b: GraphBuilder, parts: Optional[list[str]], grads: dict[str, str], name: str,
-          keep_broadcast: bool = False) -> Optional[str]:
-    """Sum the gradient contributions of one tensor (once) and remember it. Lazy parts stay cheap:
-    ``Placed`` blocks that tile the tensor are concatenated, ``Broadcast`` parts ride on Sum's
-    broadcasting, and either is materialised only when nothing else gives the full shape (and,
-    for ``Broadcast``, the consuming rule cannot take it as it is: ``keep_broadcast``)."""
-    if not parts:
-        return grads.get(name)
-    placed = [p for p in parts if isinstance(p, Placed)]
-    if placed and len(placed) == len(parts) and tiles(placed, b.shape(name)[placed[0].axis]):
-        placed.sort(key=lambda p: p.begin)
-        grads[name] = placed[0] if len(placed) == 1 else b.op("Concat", *placed, axis=placed[0].axis)
-        return grads[name]
-    full = [pad_axis(b, p, b.rank(name), p.axis, p.begin, p.end) if isinstance(p, Placed) else p
-            for p in parts if not isinstance(p, Broadcast)]
-    lazy = [p for p in parts if isinstance(p, Broadcast)]
-    if not full and keep_broadcast:
-        grads[name] = lazy[0] if len(lazy) == 1 else Broadcast(b.op("Sum", *lazy))
-        return grads[name]
-    if not full:
-        full = [b.op("Expand", lazy.pop(0), b.dyn_shape(name))]
-    parts = full + lazy
-    grads[name] = parts[0] if len(parts) == 1 else b.op("Sum", *parts)
-    return grads[name]
-
-
-def tiles(blocks: list[Placed], dim: int) -> bool:
-    """Whether the blocks cover their axis of length ``dim`` exactly once, edge to edge."""
-    ordered = sorted(blocks, key=lambda p: p.begin)
-    if len({p.axis for p in ordered}) != 1 or ordered[0].begin != 0 or ordered[-1].end != 0:
-        return False
-    return all(dim - a.end == c.begin for a, c in zip(ordered, ordered[1:]))

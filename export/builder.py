@@ -37,28 +37,6 @@ class Node:
         return self.inputs[i] if i < len(self.inputs) else ""
 
 
-class Broadcast(str):
-    """A gradient that still has to be broadcast to its tensor's shape (a reduction's adjoint).
-
-    Left lazy so that, next to other contributions, one broadcasting Sum adds it without an Expand
-    materialising it first; ``autodiff.total`` expands it only when it stands alone."""
-
-
-class Placed(str):
-    """A gradient that is zero outside ``[begin, dim - end)`` along ``axis`` (a slice's adjoint),
-    held as its nonzero block. Blocks that tile their tensor are joined by one Concat
-    (``autodiff.total``) instead of being zero-padded to full size and summed."""
-
-    axis: int
-    begin: int
-    end: int
-
-    def __new__(cls, block: str, axis: int, begin: int, end: int) -> "Placed":
-        placed = super().__new__(cls, block)
-        placed.axis, placed.begin, placed.end = axis, begin, end
-        return placed
-
-
 @dataclass
 class GraphBuilder:
     shapes: dict[str, tuple[int, ...]]          # static shapes at batch 1

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 
-from lam_trt.export.builder import Broadcast, GraphBuilder, Node
+from lam_trt.export.accumulate import Broadcast
+from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
 
 FLOAT = 1

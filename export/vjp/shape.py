@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lam_trt.export.builder import GraphBuilder, Node, Placed
+from lam_trt.export.accumulate import Placed
+from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
 from lam_trt.export.vjp.conv import one_hot_kernels
 
