@@ -51,6 +51,7 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
         raise InputError(f"input_shape must be (C, h, w) with positive sizes, got {input_shape}")
     source = load_model(model)
     fwd = specialise(source, input_shape)
+    fwd.rename_output("sr")
     if len(fwd.output_shape) != 4 or min(fwd.output_shape[2:]) < 2:
         raise ModelError(f"the model's output {list(fwd.output_shape)} is not an image of at least 2x2")
     b = GraphBuilder(dict(fwd.shapes), dict(fwd.dtypes), dict(fwd.values), fwd.opset)
@@ -69,7 +70,6 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
         helper.make_node("ReduceSum", [weighted, b.ints([0])], ["attribution"], keepdims=0, name="lam/sum"),
         helper.make_node("ReduceSum", [weighted, b.ints([1, 2, 3])], ["contribution"], keepdims=0,
                          name="lam/contribution"),
-        helper.make_node("Identity", [fwd.output_name], ["sr"], name="lam/sr"),
     ]
     return assemble(b, fwd, source, input_shape, reduce)
 

@@ -41,6 +41,18 @@ class ForwardGraph:
     def output_shape(self) -> tuple[int, ...]:
         return self.shapes[self.output_name]
 
+    def rename_output(self, name: str) -> None:
+        """Call the output tensor ``name`` everywhere, so a graph output of that name is the tensor
+        itself (an Identity would copy the whole SR batch on every run)."""
+        old = self.output_name
+        for node in self.nodes:
+            node.input[:] = [name if i == old else i for i in node.input]
+            node.output[:] = [name if o == old else o for o in node.output]
+        for table in (self.shapes, self.dtypes, self.values):
+            if old in table:
+                table[name] = table.pop(old)
+        self.output_name = name
+
 
 def specialise(model: onnx.ModelProto, input_shape: tuple[int, int, int]) -> ForwardGraph:
     check_input_shape(image_io(model)[0], input_shape)

@@ -53,6 +53,16 @@ def test_signature(built):
     assert inputs["window"].type.tensor_type.elem_type == TensorProto.INT64 and _dims(inputs["window"]) == [4]
 
 
+def test_sr_output_is_the_models_output(built, harness):
+    """The graph's ``sr`` is the network's own output tensor (renamed, no copy), equal to F(path)."""
+    net, source, graph, session = built
+    assert not any(n.op_type == "Identity" and "sr" in n.output for n in graph.graph.node)
+    path, weights = harness.random_batch(3, SHAPE, 1)
+    sr = session.run(["sr"], {"path": path, "weights": weights, "window": np.array([2, 2, 8, 8], np.int64)})[0]
+    expected = harness.make_session(source).run(None, {"input": path})[0]
+    np.testing.assert_allclose(sr, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_one_graph_serves_every_window(built, harness):
     net, _, _, session = built
     path, weights = harness.random_batch(2, SHAPE, seed=3)

@@ -37,13 +37,22 @@ def conv_geometry(b: GraphBuilder, node: Node) -> dict:
                 group=int(node.attrs.get("group", 1)))
 
 
+# ONNX Runtime's blocked (NCHWc) CPU convolutions need at least this many output channels. A
+# narrower adjoint (the first layer's: 3 channels) runs 2.5-5x faster as ConvTranspose (one GEMM to
+# C_in * k * k columns, then col2im) than as the flipped Conv (bench/RESULTS.md, "Conv adjoints").
+NCHWC_BLOCK = 8
+
+
 @vjp("Conv")
 def vjp_conv(b, node, grads, needs):
+    """Stride 1: the Conv with flipped weights (fastest for wide outputs); otherwise, and for
+    narrow inputs, the ConvTranspose with the same weights."""
     if len(needs) > 1 and needs[1]:
         raise NotImplementedError("Conv weights that depend on the image")
     geo = conv_geometry(b, node)
     flipped_pads = adjoint_pads(geo)
-    if all(s == 1 for s in geo["strides"]) and min(flipped_pads) >= 0:
+    narrow = b.shape(node.inputs[0])[1] < NCHWC_BLOCK
+    if all(s == 1 for s in geo["strides"]) and min(flipped_pads) >= 0 and not narrow:
         gx = b.op("Conv", grads[0], flipped_weights(b, node.inputs[1], geo["group"]),
                   kernel_shape=geo["kernel"], dilations=geo["dilations"], pads=flipped_pads, group=geo["group"])
         return [gx] + [None] * (len(node.inputs) - 1)
@@ -71,8 +80,8 @@ def flipped_weights(b: GraphBuilder, w: str, group: int) -> str:
     """W [Co, Ci/g, k...] -> [Ci, Co/g, k...] with every kernel rotated by 180 degrees.
 
     A stride-1 Conv's adjoint is the Conv with these weights; ONNX Runtime folds this
-    initializer-only subgraph once at session start, and its Conv kernels are faster than
-    ConvTranspose's.
+    initializer-only subgraph once at session start; for outputs of 8+ channels its Conv kernels are
+    faster than ConvTranspose's.
     """
     shape = b.shape(w)
     co, ci_g, kernel = shape[0], shape[1], list(shape[2:])
