@@ -36,9 +36,7 @@ class Placed(str):
         return placed
 
     def materialise(self, b: GraphBuilder, like: str) -> str:
-        pads = [0] * (2 * b.rank(like))
-        pads[self.axis], pads[b.rank(like) + self.axis] = self.begin, self.end
-        return b.op("Pad", self, b.ints(pads), mode="constant") if self.begin or self.end else str(self)
+        return b.pad_axis(str(self), b.rank(like), self.axis, self.begin, self.end)
 
 
 def total(b: GraphBuilder, parts: Optional[list[str]], grads: dict[str, str], name: str,

@@ -107,6 +107,14 @@ class GraphBuilder:
             return x
         return self.op("ReduceSum", x, self.ints(axes), keepdims=int(keepdims))
 
+    def pad_axis(self, x: str, rank: int, axis: int, begin: int, end: int) -> str:
+        """Zero-pad ``x`` along one axis (no-op for zero pads)."""
+        if begin == 0 and end == 0:
+            return x
+        pads = [0] * (2 * rank)
+        pads[axis], pads[rank + axis] = begin, end
+        return self.op("Pad", x, self.ints(pads), mode="constant")
+
     def reshape_like(self, x: str, like: str) -> str:
         return self.op("Reshape", x, self.dyn_shape(like))
 

@@ -11,19 +11,6 @@ from lam_trt.export.vjp.conv import one_hot_kernels
 INT64_MAX = np.iinfo(np.int64).max
 
 
-def axis_pads(rank: int, axis: int, begin, end) -> list:
-    pads = [0] * (2 * rank)
-    pads[axis], pads[rank + axis] = begin, end
-    return pads
-
-
-def pad_axis(b: GraphBuilder, x: str, rank: int, axis: int, begin: int, end: int) -> str:
-    """Zero-pad ``x`` along one axis (no-op for zero pads)."""
-    if begin == 0 and end == 0:
-        return x
-    return b.op("Pad", x, b.ints(axis_pads(rank, axis, begin, end)), mode="constant")
-
-
 def slice_axis(b: GraphBuilder, x: str, axis: int, start: int, end: int, step: int = 1) -> str:
     return b.op("Slice", x, b.ints([start]), b.ints([end]), b.ints([axis]), b.ints([step]))
 
@@ -105,13 +92,13 @@ def place_strided(b: GraphBuilder, g: str, rank: int, axis: int, dim: int, first
         g, first, step = reverse_axis(b, g, axis), first + (count - 1) * step, -step
     if step > 1:  # interleave step-1 zeros after every element
         spread = b.op("Unsqueeze", g, b.ints([axis + 1]))
-        spread = pad_axis(b, spread, rank + 1, axis + 1, 0, step - 1)
+        spread = b.pad_axis(spread, rank + 1, axis + 1, 0, step - 1)
         g = b.op("Reshape", spread, b.ints([0] * axis + [-1] + static_shape[axis + 1:]))
         length = min(count * step, dim - first)
         if length < count * step:
             g = slice_axis(b, g, axis, 0, length)
         count = length
-    return pad_axis(b, g, rank, axis, first, dim - first - count)
+    return b.pad_axis(g, rank, axis, first, dim - first - count)
 
 
 @vjp("Slice")
@@ -221,7 +208,7 @@ def unpad_axis(b: GraphBuilder, g: str, rank: int, axis: int, dim: int, begin: i
     if begin < 0 or end < 0:  # negative pads crop: their adjoint pads with zeros
         if mode != "constant":
             raise NotImplementedError(f"negative pads in {mode} mode")
-        g = pad_axis(b, g, rank, axis, max(-begin, 0), max(-end, 0))
+        g = b.pad_axis(g, rank, axis, max(-begin, 0), max(-end, 0))
         begin, end = max(begin, 0), max(end, 0)
     interior = slice_axis(b, g, axis, begin, begin + dim)
     if mode == "constant":
@@ -241,16 +228,16 @@ def fold_border(b: GraphBuilder, part: str, rank: int, axis: int, dim: int, widt
     """Where the padded rows came from, as a zero-padded tensor of the interior's size."""
     if mode == "edge":
         row = b.reduce_sum(part, [axis], keepdims=True)
-        return pad_axis(b, row, rank, axis, 0 if at_start else dim - 1, dim - 1 if at_start else 0)
+        return b.pad_axis(row, rank, axis, 0 if at_start else dim - 1, dim - 1 if at_start else 0)
     if mode == "reflect":  # pad row j mirrors interior row width - j (start) / dim - 2 - j (end)
         if width >= dim:
             raise NotImplementedError("reflect padding wider than the tensor")
         rev = reverse_axis(b, part, axis)
         if at_start:
-            return pad_axis(b, rev, rank, axis, 1, dim - 1 - width)
-        return pad_axis(b, rev, rank, axis, dim - 1 - width, 1)
+            return b.pad_axis(rev, rank, axis, 1, dim - 1 - width)
+        return b.pad_axis(rev, rank, axis, dim - 1 - width, 1)
     if mode == "wrap":
-        return pad_axis(b, part, rank, axis, dim - width if at_start else 0, 0 if at_start else dim - width)
+        return b.pad_axis(part, rank, axis, dim - width if at_start else 0, 0 if at_start else dim - width)
     raise NotImplementedError(f"Pad mode {mode}")
 
 
