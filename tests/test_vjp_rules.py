@@ -267,6 +267,10 @@ EXPORTED: list[Case] = [
     case("MaxPool-3x3-stride1-overlap", "MaxPool", lambda: nn.MaxPool2d(3, 1, 1)),
     case("MaxPool-2x2-stride2", "MaxPool", lambda: nn.MaxPool2d(2, 2)),
     case("MaxPool-ceil", "MaxPool", lambda: nn.MaxPool2d(3, 2, 1, ceil_mode=True), (3, 10, 10)),
+    case("MaxPool-ties-first-wins", ("Resize", "MaxPool"),  # nearest x2 makes every window hold ties
+         lambda: nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.MaxPool2d(3, 1, 1))),
+    case("MaxPool-dilation2", "MaxPool", lambda: nn.MaxPool2d(3, 1, 1, dilation=2)),
+    case("MaxPool-7x7-stride3", "MaxPool", lambda: nn.MaxPool2d(7, 3), (3, 15, 15)),
     case("LayerNormalization-width", "LayerNormalization", mod(lambda: nn.LayerNorm(8))),
     case("LayerNormalization-CHW", "LayerNormalization", mod(lambda: nn.LayerNorm((3, 8, 8)))),
     case("LayerNormalization-no-affine", "LayerNormalization", mod(lambda: nn.LayerNorm(8, elementwise_affine=False))),

@@ -49,7 +49,12 @@ def vjp_average_pool(b, node, grads, needs):
 
 @vjp("MaxPool")
 def vjp_max_pool(b, node, grads, needs):
-    """Route each output's gradient to the first input position (scan order) holding the max."""
+    """Route each output's gradient to the first input position (scan order) holding the max.
+
+    One grouped Conv with one-hot kernels gathers all kh * kw window positions at once (exact: one
+    product by 1.0 per value), CumSum along them finds the first hit, and the transposed one-hot Conv
+    puts the picks back: a dozen nodes for any window size, where one node chain per window position
+    made a 7x7 pool (RFDN's ESA) hundreds of tiny kernels."""
     x, y = node.inputs[0], node.outputs[0]
     geo = pool_geometry(b, node)
     if geo["spatial"] != 2:
@@ -57,29 +62,24 @@ def vjp_max_pool(b, node, grads, needs):
     (kh, kw), (sh, sw), (dh, dw) = geo["kernel"], geo["strides"], geo["dilations"]
     _, c, h, w = b.shape(x)
     ho, wo = b.shape(y)[2:]
-    pt, pl, pb, pr = geo["pads"]
-    need_h, need_w = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
-    extra_h, extra_w = max(0, need_h - (h + pt + pb)), max(0, need_w - (w + pl + pr))
-    pads = b.ints([0, 0, pt, pl, 0, 0, pb + extra_h, pr + extra_w])
-    padded = b.op("Pad", x, pads, b.const(-np.inf), mode="constant")
-    found, picks = None, []
-    for i in range(kh):
-        for j in range(kw):
-            window = b.op("Slice", padded, b.ints([i * dh, j * dw]),
-                          b.ints([i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1]),
-                          b.ints([2, 3]), b.ints([sh, sw]))
-            hit = b.op("Equal", window, y)
-            pick = hit if found is None else b.op("And", hit, b.op("Not", found))
-            found = hit if found is None else b.op("Or", found, hit)
-            picks.append(b.op("Unsqueeze", b.op("Where", pick, grads[0], b.const(0.0)), b.ints([2])))
     k = kh * kw
-    stacked = b.op("Reshape", b.op("Concat", *picks, axis=2), b.ints([-1, c * k, ho, wo]))
-    kernels = one_hot_kernels(c, kh, kw)
-    # ConvTranspose puts each pick back at its input position; crop the padding to h x w.
+    pt, pl, pb, pr = geo["pads"]
     span_h, span_w = (ho - 1) * sh + (kh - 1) * dh + 1, (wo - 1) * sw + (kw - 1) * dw + 1
+    extra_h, extra_w = max(0, span_h - (h + pt + pb)), max(0, span_w - (w + pl + pr))
+    # padding must lose every comparison yet stay finite: the one-hot Conv multiplies it by 0
+    lowest = b.const(np.finfo(np.float32).min)
+    padded = b.op("Pad", x, b.ints([0, 0, pt, pl, 0, 0, pb + extra_h, pr + extra_w]), lowest, mode="constant")
+    kernels = b.const(one_hot_kernels(c, kh, kw))
+    geometry = dict(kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], group=c)
+    windows = b.op("Reshape", b.op("Conv", padded, kernels, **geometry), b.ints([0, c, k, ho, wo]))
+    hit = b.op("Equal", windows, b.op("Unsqueeze", y, b.ints([2])))
+    seen = b.op("CumSum", b.op("Cast", hit, to=helper.TensorProto.FLOAT), b.const(2, np.int64))
+    first = b.op("And", hit, b.op("Equal", seen, b.const(1.0)))
+    picks = b.op("Where", first, b.op("Unsqueeze", grads[0], b.ints([2])), b.const(0.0))
+    stacked = b.op("Reshape", picks, b.ints([0, c * k, ho, wo]))
+    # ConvTranspose puts each pick back at its input position; crop the padding to h x w.
     end_h, end_w = span_h - pt - h, span_w - pl - w
-    gx = b.op("ConvTranspose", stacked, b.const(kernels), kernel_shape=[kh, kw], strides=[sh, sw],
-              dilations=[dh, dw], group=c, pads=[pt, pl, max(end_h, 0), max(end_w, 0)])
+    gx = b.op("ConvTranspose", stacked, kernels, **geometry, pads=[pt, pl, max(end_h, 0), max(end_w, 0)])
     if end_h < 0 or end_w < 0:  # trailing rows no window reached
         gx = b.op("Pad", gx, b.ints([0, 0, 0, 0, 0, 0, max(-end_h, 0), max(-end_w, 0)]), mode="constant")
     return [gx]
