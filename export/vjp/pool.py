@@ -51,10 +51,11 @@ def vjp_average_pool(b, node, grads, needs):
 def vjp_max_pool(b, node, grads, needs):
     """Route each output's gradient to the first input position (scan order) holding the max.
 
-    One grouped Conv with one-hot kernels gathers all kh * kw window positions at once (exact: one
-    product by 1.0 per value), CumSum along them finds the first hit, and the transposed one-hot Conv
-    puts the picks back: a dozen nodes for any window size, where one node chain per window position
-    made a 7x7 pool (RFDN's ESA) hundreds of tiny kernels."""
+    One grouped Conv with one-hot kernels gathers all kh * kw window positions at once (exact for
+    finite activations: one product by 1.0 per value, the rest by 0), CumSum along them finds the
+    first hit, and the transposed one-hot Conv puts the picks back: a dozen nodes for any window
+    size, where one node chain per window position made a 7x7 pool (RFDN's ESA) hundreds of tiny
+    kernels."""
     x, y = node.inputs[0], node.outputs[0]
     geo = pool_geometry(b, node)
     if geo["spatial"] != 2:
