@@ -563,11 +563,13 @@ def test_initializers_listed_as_graph_inputs(tmp_path, check_attribution):
     check_attribution(model, module, c.shape, c.ops)
 
 
-@pytest.mark.parametrize("activation", [lambda m, x: F.leaky_relu(x, 0.2), lambda m, x: F.prelu(x, m.w)],
-                         ids=["LeakyRelu", "PRelu"])
-def test_slope_at_zero_and_denormals(activation, tmp_path, harness):
-    """The output-based slope rule equals PyTorch's x > 0 choice where x is 0, -0 or denormal."""
-    module = Fn(activation, w=torch.tensor([0.1, 0.5, 0.0]))
+@pytest.mark.parametrize("activation, slopes", [
+    (lambda m, x: F.leaky_relu(x, 0.2), [0.0] * 3), (lambda m, x: F.prelu(x, m.w), [0.1, 0.5, 0.0]),
+    (lambda m, x: F.leaky_relu(x, 1.5), [0.0] * 3), (lambda m, x: F.prelu(x, m.w), [-0.5, 0.3, 1.7]),
+], ids=["LeakyRelu-output-rule", "PRelu-output-rule", "LeakyRelu-input-rule", "PRelu-input-rule"])
+def test_slope_at_zero_and_denormals(activation, slopes, tmp_path, harness):
+    """Both slope rules equal PyTorch's x > 0 choice where x is 0, -0 or denormal."""
+    module = Fn(activation, w=torch.tensor(slopes))
     source = export_onnx(module, (3, 4, 4), tmp_path / "act.onnx")
     path, weights = harness.random_batch(2, (3, 4, 4), 0)
     # on a diagonal, so that every detector gradient magnitude they enter stays far from 0
