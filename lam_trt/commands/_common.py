@@ -13,6 +13,10 @@ from rich.markup import escape
 from lam_trt.errors import LamTrtError
 
 F = TypeVar("F", bound=Callable[..., Any])
+# For help texts and early checks: lam_trt.kernels owns these names, but importing it here would put
+# SciPy on every CLI start (``--help`` included); tests/test_cli_attribute.py keeps the two equal.
+METHODS = ("lam", "ig", "grad", "grad-x-input")
+RULES = ("right", "trapezoid", "gauss-legendre")
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 

@@ -6,11 +6,9 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import (METHODS, RULES, err_console, handle_errors, out_console, print_json,
+                                     show_progress)
 from lam_trt.errors import InputError
-
-METHODS = ["lam", "ig", "grad", "grad-x-input"]
-RULES = ["right", "trapezoid", "gauss-legendre"]
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import METHODS, err_console, handle_errors, out_console, print_json, show_progress
 from lam_trt.errors import GateError
 
 
@@ -26,7 +26,7 @@ def batch_command(
     steps: int = typer.Option(100, help="Path steps."),
     sigma: float = typer.Option(1.2, help="Blur of the baseline."),
     kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
-    method: str = typer.Option("lam", help="Attribution method: lam, ig, grad, grad-x-input."),
+    method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
     provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
     out: Path = typer.Option(Path("lam-batch"), "--out", help="Output folder (rerun to resume)."),
     fmt: str = typer.Option("csv", "--format", help="results.csv or results.jsonl."),

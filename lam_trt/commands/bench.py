@@ -6,9 +6,7 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, show_progress
-
-RULES = ["right", "trapezoid", "gauss-legendre"]
+from lam_trt.commands._common import RULES, err_console, handle_errors, out_console, print_json, show_progress
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import METHODS, err_console, handle_errors, out_console, print_json, show_progress
 from lam_trt.errors import InputError
 
 
@@ -24,7 +24,7 @@ def compare_command(
     steps: int = typer.Option(100, help="Path steps."),
     sigma: float = typer.Option(1.2, help="Blur of the baseline."),
     kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
-    method: str = typer.Option("lam", help="Attribution method: lam, ig, grad, grad-x-input."),
+    method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
     provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
     mass: float = typer.Option(0.5, help="Area of interest: a model uses the top pixels holding this "
                                "share of its |LAM|."),
