@@ -26,30 +26,55 @@ def active_tensors(nodes: list[Node], source: str, target: str, dtypes: dict[str
     return forward & backward
 
 
-def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str]]:
-    """(op type, node) of every op between the model's input and output that has no rule.
+def undifferentiable(nodes: Iterable[Node], active: set[str]) -> list[tuple[str, str, str]]:
+    """(op type, node, why) of every node on the gradient path that no rule differentiates exactly:
+    the one list both the pre-check and the builder use (REGISTRY, its refusals, NON_DIFFERENTIABLE)."""
+    found = []
+    for n in nodes:
+        if n.op_type in NON_DIFFERENTIABLE or not any(o in active for o in n.outputs):
+            continue
+        rule = REGISTRY.get(n.op_type)
+        if rule is None:
+            found.append((n.op_type, n.name, ""))
+        elif getattr(rule, "refuses", None):
+            why = rule.refuses(n, [i in active for i in n.inputs])
+            if why:
+                found.append((n.op_type, n.name, why))
+    return found
 
-    A quick check on the user's graph as it is, so that a missing rule is reported before anything
-    is built or run; the full check happens again when the attribution graph is built.
-    """
+
+def refuse(found: list[tuple[str, str, str]]) -> None:
+    """Raise one UnsupportedOpError naming every node in ``found`` (and the reasons given)."""
+    if found:
+        reasons = list(dict.fromkeys(f"{op} ({name}): {why}" for op, name, why in found if why))
+        raise UnsupportedOpError([(op, name) for op, name, _ in found], "; ".join(reasons))
+
+
+def user_graph_nodes(model: onnx.ModelProto) -> tuple[list[Node], set[str], str, str]:
+    """The data nodes of the user's graph as it is, their active tensors, and the image in/out."""
     from lam_trt.export.source import canonicalise, image_io
-    from lam_trt.export.specialise import data_tensors
+    from lam_trt.export.specialise import data_tensors, inferred_types
 
     canonical = canonicalise(model)
     image_in, image_out = image_io(canonical)
     data = data_tensors(canonical.graph, image_in.name)
     nodes = [Node.from_proto(n) for n in canonical.graph.node if any(o in data for o in n.output)]
-    reaching = {image_out.name}
-    for node in reversed(nodes):
-        if any(o in reaching for o in node.outputs):
-            reaching.update(node.inputs)
-    return [(n.op_type, n.name) for n in nodes if n.op_type not in REGISTRY
-            and n.op_type not in NON_DIFFERENTIABLE and any(o in reaching for o in n.outputs)]
+    dtypes = {k: t.tensor_type.elem_type for k, t in inferred_types(canonical).items()
+              if t.HasField("tensor_type") and t.tensor_type.elem_type}
+    return nodes, active_tensors(nodes, image_in.name, image_out.name, dtypes), image_in.name, image_out.name
 
 
-def nodes_without_rules(nodes: Iterable[Node], active: set[str]) -> list[tuple[str, str]]:
-    return [(n.op_type, n.name) for n in nodes
-            if any(o in active for o in n.outputs) and n.op_type not in REGISTRY]
+def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    """(op type, node, why) of every op between the model's input and output that cannot be
+    differentiated exactly: a quick check on the user's graph, so that it is refused before anything
+    is built or run, by the same list the builder checks again (``undifferentiable``)."""
+    nodes, active, _, _ = user_graph_nodes(model)
+    return undifferentiable(nodes, active)
+
+
+def check_differentiable(model: onnx.ModelProto) -> None:
+    """Raise UnsupportedOpError, one line naming ops, nodes and reasons, if any node is refused."""
+    refuse(unsupported_nodes(model))
 
 
 def backpropagate(b: GraphBuilder, nodes: list[Node], active: set[str], seeds: dict[str, str],
@@ -58,9 +83,7 @@ def backpropagate(b: GraphBuilder, nodes: list[Node], active: set[str], seeds: d
 
     ``overrides`` maps node names to a rule used instead of the op type's (the detector's sqrt).
     """
-    missing = nodes_without_rules(nodes, active)
-    if missing:
-        raise UnsupportedOpError(missing)
+    refuse(undifferentiable(nodes, active))
     pending: dict[str, list[str]] = {k: [v] for k, v in seeds.items()}
     grads: dict[str, str] = {}
     for node in reversed(nodes):

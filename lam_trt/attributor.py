@@ -19,8 +19,8 @@ from lam_trt import metrics
 from lam_trt.cache import GraphCache
 from lam_trt.crop import CropPlan, plan_crop
 from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usable
-from lam_trt.errors import InputError, UnsupportedOpError
-from lam_trt.export.autodiff import unsupported_nodes
+from lam_trt.errors import InputError
+from lam_trt.export.autodiff import check_differentiable
 from lam_trt.export.inspect import inspect_model
 from lam_trt.export.source import image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, load_image
@@ -42,9 +42,7 @@ class Attributor:
         self.model_path = None if isinstance(model, onnx.ModelProto) else Path(model)
         self.model = load_model(model)
         image_io(self.model)  # fail early on anything that is not image-to-image
-        missing = unsupported_nodes(self.model)
-        if missing:
-            raise UnsupportedOpError(missing)
+        check_differentiable(self.model)  # the builder's own list: refused before any work
         self.sha256 = model_sha256(model)
         self.channels = self._input_channels()
         self.provider = resolve(provider)  # an unavailable provider is refused before any work

