@@ -73,6 +73,20 @@ EXPORTED: list[Case] = [
     *GRID,
     case("GridSample-dysample-x2", "GridSample",
          fn(grid_upsample_offsets, conv=lambda: nn.Conv2d(3, 8, 3, padding=1), base=lambda: base_grid(16, 16))),
+    # weights and bias computed from the image (shared over the batch: a sum over it), so that the
+    # weight gradient's sum over the batch is exercised at batch 2
+    case("Conv-image-weights", "Conv", fn(lambda m, x: F.conv2d(x, m.w * torch.tanh(x.sum((0, 2, 3)))[None, :, None, None],
+                                                                torch.sin(x.sum((0, 2, 3))).repeat(2), padding=1),
+                                          w=lambda: rand(6, 3, 3, 3))),
+    case("Conv-image-weights-grouped-strided", "Conv",
+         fn(lambda m, x: F.conv2d(x, m.w * torch.tanh(x.sum(0)[None, :2, :3, :3]), stride=2,
+                                  padding=(1, 2), dilation=(1, 2), groups=2),
+            w=lambda: rand(6, 2, 3, 3)), (4, 9, 10)),
+    case("ConvTranspose-image-weights", "ConvTranspose",
+         fn(lambda m, x: F.conv_transpose2d(x, m.w * torch.tanh(x.sum(0)[:, None, :3, :3]),
+                                            torch.sin(x.sum((0, 2, 3))), stride=2, padding=1,
+                                            output_padding=1, groups=2),
+            w=lambda: rand(4, 2, 3, 3)), (4, 5, 5)),
 ]
 BY_ID = {c.id: c for c in EXPORTED}
 DYNAMO = ["ScatterND-partial-channels", "ScatterElements-add-repeated", "TopK-channels",
@@ -81,6 +95,26 @@ DYNAMO = ["ScatterND-partial-channels", "ScatterElements-add-repeated", "TopK-ch
 # Slice of src), so their forward part runs one image at a time until the batch rewrite follows it;
 # the rule is checked at batch 1 here and at batch 2 through the dynamo export above.
 ONE_IMAGE = {"ScatterND-partial-channels", "ScatterElements-add-repeated"}
+# weights sliced from the image have a static shape only when the image has one
+STATIC_HW = {"Conv-image-weights-grouped-strided", "ConvTranspose-image-weights"}
+
+
+class ModulatedConv(nn.Module):
+    """GFPGAN / StyleGAN2's modulated, demodulated convolution: per-image weights from a style,
+    run as one grouped Conv with group = batch (exported at batch 1, so it runs one image at a time)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+        self.style = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        style = self.style(x.mean((2, 3)))
+        weight = self.weight[None] * style[:, None, :, None, None]
+        weight = weight * torch.rsqrt((weight ** 2).sum((2, 3, 4)) + 1e-8)[..., None, None, None]
+        out = F.conv2d(x.reshape(1, n * c, h, w), weight.reshape(n * 4, c, 3, 3), padding=1, groups=n)
+        return out.reshape(n, 4, h, w)
 
 
 def exported(c: Case, tmp_path, **export_kwargs):
@@ -91,8 +125,15 @@ def exported(c: Case, tmp_path, **export_kwargs):
 
 @pytest.mark.parametrize("c", EXPORTED, ids=lambda c: c.id)
 def test_exported_op(c: Case, tmp_path, check_attribution):
-    module, source = exported(c, tmp_path, opset=c.opset)
+    module, source = exported(c, tmp_path, opset=c.opset, dynamic_hw=c.id not in STATIC_HW)
     check_attribution(source, module, c.shape, c.ops, n=1 if c.id in ONE_IMAGE else 2)
+
+
+def test_modulated_conv_one_image(tmp_path, check_attribution):
+    torch.manual_seed(0)
+    module = mod(ModulatedConv)()
+    source = export_onnx(module, (3, 8, 8), tmp_path / "modulated.onnx", dynamic_hw=False, dynamic_batch=False)
+    check_attribution(source, module, (3, 8, 8), "Conv", n=1)
 
 
 @pytest.mark.parametrize("case_id", DYNAMO)

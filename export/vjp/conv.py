@@ -5,6 +5,7 @@ import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.conv_weights import bias_grad, weight_grad
 
 
 def one_hot_kernels(channels: int, kh: int, kw: int) -> np.ndarray:
@@ -46,16 +47,24 @@ NCHWC_BLOCK = 8
 @vjp("Conv")
 def vjp_conv(b, node, grads, needs):
     """Stride 1: the Conv with flipped weights (fastest for wide outputs); otherwise, and for
-    narrow inputs, the ConvTranspose with the same weights."""
-    if len(needs) > 1 and needs[1]:
-        raise NotImplementedError("Conv weights that depend on the image")
+    narrow inputs, the ConvTranspose with the same weights. Weights or bias computed from the
+    image get their own gradients (conv_weights.py)."""
     geo = conv_geometry(b, node)
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    extra = [weight_grad(b, x, b.shape(x), grads[0], b.shape(y), b.shape(w), geo) if needs[1] else None]
+    if len(needs) > 2:
+        extra.append(bias_grad(b, grads[0], b.rank(y)) if needs[2] else None)
+    if not needs[0]:
+        return [None] + extra
+    return [conv_input_grad(b, node, grads, geo)] + extra
+
+
+def conv_input_grad(b: GraphBuilder, node: Node, grads, geo: dict) -> str:
     flipped_pads = adjoint_pads(geo)
     narrow = b.shape(node.inputs[0])[1] < NCHWC_BLOCK
     if all(s == 1 for s in geo["strides"]) and min(flipped_pads) >= 0 and not narrow:
-        gx = b.op("Conv", grads[0], flipped_weights(b, node.inputs[1], geo["group"]),
-                  kernel_shape=geo["kernel"], dilations=geo["dilations"], pads=flipped_pads, group=geo["group"])
-        return [gx] + [None] * (len(node.inputs) - 1)
+        return b.op("Conv", grads[0], flipped_weights(b, node.inputs[1], geo["group"]),
+                    kernel_shape=geo["kernel"], dilations=geo["dilations"], pads=flipped_pads, group=geo["group"])
     x, y = node.inputs[0], node.outputs[0]
     spatial = len(geo["kernel"])
     output_padding = []
@@ -63,10 +72,9 @@ def vjp_conv(b, node, grads, needs):
         covered = ((b.shape(y)[2 + i] - 1) * geo["strides"][i] + (geo["kernel"][i] - 1) * geo["dilations"][i]
                    + 1 - geo["pads"][i] - geo["pads"][i + spatial])
         output_padding.append(b.shape(x)[2 + i] - covered)
-    gx = b.op("ConvTranspose", grads[0], node.inputs[1], kernel_shape=geo["kernel"],
-              strides=geo["strides"], dilations=geo["dilations"], pads=geo["pads"],
-              group=geo["group"], output_padding=output_padding if any(output_padding) else None)
-    return [gx] + [None] * (len(node.inputs) - 1)
+    return b.op("ConvTranspose", grads[0], node.inputs[1], kernel_shape=geo["kernel"],
+                strides=geo["strides"], dilations=geo["dilations"], pads=geo["pads"],
+                group=geo["group"], output_padding=output_padding if any(output_padding) else None)
 
 
 def adjoint_pads(geo: dict) -> list[int]:
@@ -117,9 +125,15 @@ def conv_transpose_pads(b: GraphBuilder, node: Node) -> tuple[list[int], list[in
 
 @vjp("ConvTranspose")
 def vjp_conv_transpose(b, node, grads, needs):
-    if len(needs) > 1 and needs[1]:
-        raise NotImplementedError("ConvTranspose weights that depend on the image")
+    """The Conv with the same weights; image-dependent weights: that Conv's weight gradient with
+    input and output gradient exchanged."""
     kernel, strides, dilations, pads = conv_transpose_pads(b, node)
-    gx = b.op("Conv", grads[0], node.inputs[1], kernel_shape=kernel, strides=strides,
-              dilations=dilations, pads=pads, group=int(node.attrs.get("group", 1)))
-    return [gx] + [None] * (len(node.inputs) - 1)
+    group = int(node.attrs.get("group", 1))
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    gx = b.op("Conv", grads[0], w, kernel_shape=kernel, strides=strides,
+              dilations=dilations, pads=pads, group=group) if needs[0] else None
+    geo = dict(kernel=kernel, strides=strides, dilations=dilations, pads=pads, group=group)
+    extra = [weight_grad(b, grads[0], b.shape(y), x, b.shape(x), b.shape(w), geo) if needs[1] else None]
+    if len(needs) > 2:
+        extra.append(bias_grad(b, grads[0], b.rank(y)) if needs[2] else None)
+    return [gx] + extra
