@@ -89,6 +89,28 @@ EXPORTED: list[Case] = [
             w=lambda: rand(4, 2, 3, 3)), (4, 5, 5)),
 ]
 BY_ID = {c.id: c for c in EXPORTED}
+
+
+def spectral_filter(m, x):
+    """FFTformer's frequency-domain filter: rfft2, a learned complex gain, irfft2."""
+    spectrum = torch.fft.rfft2(x)
+    return torch.fft.irfft2(spectrum * torch.complex(m.re, m.im), s=x.shape[-2:])
+
+
+# torch's TorchScript exporter cannot export torch.fft: these go through the dynamo exporter only
+SPECTRAL: list[Case] = [
+    case("DFT-rfft2-irfft2", "DFT", fn(spectral_filter, re=lambda: rand(3, 8, 5), im=lambda: rand(3, 8, 5))),
+    case("DFT-rfft2-irfft2-odd", "DFT", fn(spectral_filter, re=lambda: rand(3, 7, 4), im=lambda: rand(3, 7, 4)),
+         (3, 7, 7)),
+    case("DFT-fft2-ifft2-real", "DFT",
+         fn(lambda m, x: torch.fft.ifft2(torch.fft.fft2(x) * m.w).real, w=lambda: rand(3, 8, 8) + 1j * rand(3, 8, 8))),
+    case("DFT-rfft-ortho-abs", "DFT",
+         fn(lambda m, x: torch.fft.irfft(torch.fft.rfft(x, norm="ortho").abs() * m.w, n=8, norm="ortho"),
+            w=lambda: rand(3, 8, 5))),
+    case("DFT-rfft-padded-truncated", "DFT",
+         fn(lambda m, x: torch.fft.irfft(torch.fft.rfft(x, n=11, dim=2) * m.w, n=6, dim=2)[:, :, :, :6] * x[:, :, :6, :6],
+            w=lambda: rand(3, 6, 8))),
+]
 DYNAMO = ["ScatterND-partial-channels", "ScatterElements-add-repeated", "TopK-channels",
           "GridSample-bilinear-zeros-noalign", "GridSample-bilinear-reflection-align"]
 # TorchScript folds a shape read at batch 1 into these graphs (ScatterND's indices, scatter_add's
@@ -127,6 +149,55 @@ def exported(c: Case, tmp_path, **export_kwargs):
 def test_exported_op(c: Case, tmp_path, check_attribution):
     module, source = exported(c, tmp_path, opset=c.opset, dynamic_hw=c.id not in STATIC_HW)
     check_attribution(source, module, c.shape, c.ops, n=1 if c.id in ONE_IMAGE else 2)
+
+
+@pytest.mark.parametrize("c", SPECTRAL, ids=lambda c: c.id)
+def test_spectral_dynamo(c: Case, tmp_path, check_attribution):
+    module, source = exported(c, tmp_path, dynamo=True)
+    check_attribution(source, module, c.shape, c.ops)
+
+
+# ---- hand-built: what torch never emits -----------------------------------------------------------
+def dft_opset20_full(rng):
+    """Opset 20 (axis as an input): forward DFT of a real input, a per-component gain, inverse DFT."""
+    gain = rng.standard_normal((8, 8, 2)).astype(np.float32)
+    nodes = [helper.make_node("Unsqueeze", ["input", "last"], ["x1"]),
+             helper.make_node("DFT", ["x1", "", "axis"], ["spec"], inverse=0),
+             helper.make_node("Mul", ["spec", "gain"], ["filtered"]),
+             helper.make_node("DFT", ["filtered", "", "axis"], ["back"], inverse=1),
+             helper.make_node("Gather", ["back", "zero"], ["re"], axis=4),
+             helper.make_node("Mul", ["re", "input"], ["output"])]
+    inits = {"last": np.array([4], np.int64), "axis": np.array(2, np.int64), "gain": gain,
+             "zero": np.array(0, np.int64)}
+
+    def ref(x):
+        spec = torch.view_as_real(torch.fft.fft(x.to(torch.complex128), dim=2)) * t(gain, x)
+        return torch.fft.ifft(torch.view_as_complex(spec), dim=2).real * x
+    return nodes, inits, ref
+
+
+def dft_inverse_of_real(rng):
+    """Inverse DFT of a real input (opset 18), with a dft_length that zero-pads, imaginary part kept."""
+    nodes = [helper.make_node("Unsqueeze", ["input", "last"], ["x1"]),
+             helper.make_node("DFT", ["x1", "n"], ["spec"], inverse=1, axis=3),
+             helper.make_node("Gather", ["spec", "one"], ["im"], axis=4),
+             helper.make_node("Slice", ["im", "starts", "ends", "axes"], ["im8"]),
+             helper.make_node("Mul", ["im8", "input"], ["output"])]
+    inits = {"last": np.array([4], np.int64), "n": np.array(11, np.int64), "one": np.array(1, np.int64),
+             "starts": np.array([0], np.int64), "ends": np.array([8], np.int64), "axes": np.array([3], np.int64)}
+    return nodes, inits, lambda x: torch.fft.ifft(x.to(torch.complex128), n=11, dim=3).imag[..., :8] * x
+
+
+HAND_BUILT: list[HandCase] = [
+    HandCase("DFT-opset20-axis-input", "DFT", dft_opset20_full, opset=20),
+    HandCase("DFT-inverse-of-real-padded", "DFT", dft_inverse_of_real, opset=18),
+]
+
+
+@pytest.mark.parametrize("c", HAND_BUILT, ids=lambda c: c.id)
+def test_hand_built_op(c: HandCase, harness, check_attribution):
+    nodes, inits, ref = c.build(np.random.default_rng(0))
+    check_attribution(harness.hand_model(nodes, c.shape, c.opset, inits, c.checkable), ref, c.shape, c.op)
 
 
 def test_modulated_conv_one_image(tmp_path, check_attribution):
