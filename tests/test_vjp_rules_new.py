@@ -55,6 +55,23 @@ GRID = [case(f"GridSample-{mode}-{padding}-{'align' if align else 'noalign'}", "
         for mode in ("bilinear", "nearest") for padding in ("zeros", "border", "reflection")
         for align in (False, True)]
 
+def fold_case(kernel, stride, padding=0, dilation=1, size=(8, 8)):
+    """IPT's patch merge: unfold, a per-position gain, fold back (overlapping blocks add up)."""
+    def f(m, x):
+        cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
+        return F.fold(torch.tanh(cols) * m.w, size, kernel, dilation=dilation, padding=padding, stride=stride)
+    blocks = [(s + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1 for s in size]
+    return fn(f, w=lambda: rand(1, 3 * kernel * kernel, blocks[0] * blocks[1]))
+
+
+# Col2Im exists from opset 18 (TorchScript exporter)
+FOLD: list[Case] = [
+    case("Col2Im-tiles", "Col2Im", fold_case(2, 2), opset=18),
+    case("Col2Im-overlap-padded", "Col2Im", fold_case(3, 1, padding=1), opset=18),
+    case("Col2Im-stride2-dilation2", "Col2Im", fold_case(3, 2, padding=2, dilation=2), opset=18),
+]
+
+
 EXPORTED: list[Case] = [
     case("ScatterND-partial-channels", "ScatterND",
          fn(partial_assign, conv=lambda: nn.Conv2d(2, 2, 3, padding=1))),
@@ -71,6 +88,7 @@ EXPORTED: list[Case] = [
                                      conv=lambda: nn.Conv2d(3, 6, 3, padding=1))),
     case("TopK-smallest-width", "TopK", fn(lambda m, x: torch.topk(x, 5, dim=3, largest=False).values * 2)),
     *GRID,
+    *FOLD,
     case("GridSample-dysample-x2", "GridSample",
          fn(grid_upsample_offsets, conv=lambda: nn.Conv2d(3, 8, 3, padding=1), base=lambda: base_grid(16, 16))),
     # weights and bias computed from the image (shared over the batch: a sum over it), so that the
@@ -89,6 +107,7 @@ EXPORTED: list[Case] = [
             w=lambda: rand(4, 2, 3, 3)), (4, 5, 5)),
 ]
 BY_ID = {c.id: c for c in EXPORTED}
+
 
 
 def spectral_filter(m, x):
@@ -111,7 +130,7 @@ SPECTRAL: list[Case] = [
          fn(lambda m, x: torch.fft.irfft(torch.fft.rfft(x, n=11, dim=2) * m.w, n=6, dim=2)[:, :, :, :6] * x[:, :, :6, :6],
             w=lambda: rand(3, 6, 8))),
 ]
-DYNAMO = ["ScatterND-partial-channels", "ScatterElements-add-repeated", "TopK-channels",
+DYNAMO = ["Col2Im-overlap-padded", "ScatterND-partial-channels", "ScatterElements-add-repeated", "TopK-channels",
           "GridSample-bilinear-zeros-noalign", "GridSample-bilinear-reflection-align"]
 # TorchScript folds a shape read at batch 1 into these graphs (ScatterND's indices, scatter_add's
 # Slice of src), so their forward part runs one image at a time until the batch rewrite follows it;
