@@ -58,7 +58,7 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     fwd.rename_output("sr")
     if len(fwd.output_shape) != 4 or min(fwd.output_shape[2:]) < 2:
         raise ModelError(f"the model's output {list(fwd.output_shape)} is not an image of at least 2x2")
-    b = GraphBuilder(dict(fwd.shapes), dict(fwd.dtypes), dict(fwd.values), fwd.opset)
+    b = GraphBuilder(dict(fwd.shapes), dict(fwd.dtypes), dict(fwd.values), fwd.opset, dict(fwd.batch_axes))
     b.nodes.append(helper.make_node("Identity", ["path"], [fwd.input_name], name="lam/path"))
     b.nodes.extend(fwd.nodes)
     d, magnitude = append_detector(b, fwd.output_name, "window", reduce)

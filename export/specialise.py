@@ -36,6 +36,7 @@ class ForwardGraph:
     opset: int
     ir_version: int
     extra_opsets: list = field(default_factory=list)
+    batch_axes: dict[str, int] = field(default_factory=dict)  # data tensor -> axis that carries the batch
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -48,7 +49,7 @@ class ForwardGraph:
         for node in self.nodes:
             node.input[:] = [name if i == old else i for i in node.input]
             node.output[:] = [name if o == old else o for o in node.output]
-        for table in (self.shapes, self.dtypes, self.values):
+        for table in (self.shapes, self.dtypes, self.values, self.batch_axes):
             if old in table:
                 table[name] = table.pop(old)
         self.output_name = name
@@ -214,10 +215,14 @@ def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
 
 # ---- keeping the batch dynamic ----------------------------------------------------------------
 def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
-    """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs."""
+    """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs, and record
+    which axis of every data tensor carries the batch (``graph.batch_axes``, for the rules)."""
     axes = {graph.input_name: 0}
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.nodes:
+        if node.op_type == "Gather" and gathers_batch_axis(graph, node, axes):
+            new_nodes += per_item_gather(graph, node, axes)
+            continue
         axis = batch_axis(graph, node, axes, data)
         axes.update({o: axis for o in node.output if o})
         if node.op_type == "Reshape" and node.input[1] not in data:
@@ -226,6 +231,8 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
             name = f"{node.output[0]}__batch_shape"
             add_constant(graph, name, np.array(out_shape, np.int64))
             node = copy_with_input(node, 1, name)
+        elif node.op_type == "Expand" and node.input[1] not in data:
+            node = batch_expand(graph, node, axes[node.input[0]], axis)
         elif (node.op_type == "Resize" and len(node.input) > 3 and node.input[3] and node.input[3] not in data
               and not any(a.name == "axes" for a in node.attribute)):
             new_nodes += batch_sized(graph, node)
@@ -234,6 +241,52 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
             new_nodes, node = expand_constant_operands(graph, node, data, new_nodes)
         new_nodes.append(node)
     graph.nodes = new_nodes
+    graph.batch_axes = axes
+
+
+def batch_expand(graph: ForwardGraph, node: onnx.NodeProto, in_axis: int, out_axis: int) -> onnx.NodeProto:
+    """Expand to a folded shape whose batch entry is the input's batch-1 size (F.normalize's
+    Expand(norm, Shape(x)) with windows x batch on one axis): a 1 there keeps the runtime size.
+    An entry that broadcasts the batch axis is left; the batch probe reports it."""
+    if node.input[1] not in graph.values:
+        return node
+    shape = np.array(graph.values[node.input[1]], np.int64)
+    k = out_axis - (len(graph.shapes[node.output[0]]) - len(shape))
+    if k < 0 or shape[k] == 1 or shape[k] != graph.shapes[node.input[0]][in_axis]:
+        return node
+    shape[k] = 1
+    name = f"{node.output[0]}__batch_shape"
+    add_constant(graph, name, shape)
+    return copy_with_input(node, 1, name)
+
+
+def gathers_batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int]) -> bool:
+    x, indices = node.input[0], node.input[1]
+    if x not in axes or indices not in graph.values or np.ndim(graph.values[indices]) == 0:
+        return False
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+    return int(axis) % len(graph.shapes[x]) == axes[x]
+
+
+def per_item_gather(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int]) -> list[onnx.NodeProto]:
+    """A Gather along the axis that carries the batch (the dynamo exporter's as_strided: a flat
+    [N*M] view indexed by constants folded at batch 1) reads item 0 only at batch N. Split the
+    axis into (N, M), gather each item's own entries, and merge N back in front."""
+    x, out = node.input[0], node.output[0]
+    axis, in_shape, out_shape = axes[x], list(graph.shapes[x]), list(graph.shapes[out])
+    size = in_shape[axis]
+    indices = np.asarray(graph.values[node.input[1]], np.int64) % size
+    items, picked = f"{out}__items", f"{out}__per_item"
+    for name, value in ((f"{items}__shape", in_shape[:axis] + [-1, size] + in_shape[axis + 1:]),
+                        (f"{out}__indices", indices), (f"{out}__shape", out_shape[:axis] + [-1] + out_shape[axis + 1:])):
+        add_constant(graph, name, np.asarray(value, np.int64))
+    graph.shapes[items] = tuple(in_shape[:axis] + [1, size] + in_shape[axis + 1:])
+    graph.shapes[picked] = tuple(in_shape[:axis] + [1, *indices.shape] + in_shape[axis + 1:])
+    for name in (items, picked, out):
+        graph.dtypes[name], axes[name] = graph.dtypes[x], axis
+    return [helper.make_node("Reshape", [x, f"{items}__shape"], [items], name=f"{node.name}__items"),
+            helper.make_node("Gather", [items, f"{out}__indices"], [picked], name=node.name, axis=axis + 1),
+            helper.make_node("Reshape", [picked, f"{out}__shape"], [out], name=f"{node.name}__merge")]
 
 
 def batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int], data: set[str]) -> int:

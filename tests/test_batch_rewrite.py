@@ -48,17 +48,16 @@ class MixesTheBatch(nn.Module):
         return y * y.sum(0, keepdim=True)
 
 
-class FlatGather(nn.Module):
-    """Pixels gathered from the flattened batch: only the first image's values are read, and the
-    result is one image whatever the batch (a batch-1 shape the graph cannot rewrite)."""
+class FirstImage(nn.Module):
+    """x[0]: one image whatever the batch; a graph built from it computes the first path image
+    only, however many it is given (a batch-1 shape no rewrite can undo)."""
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("order", torch.randperm(int(np.prod(SHAPE))))
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.flatten()[self.order].reshape(1, *SHAPE))
+        return self.conv(x[0].unsqueeze(0))
 
 
 def run_with_runner(tmp_path, graph: onnx.ModelProto, path, weights, window, batch_size: int):
@@ -94,8 +93,8 @@ def test_graph_that_mixes_the_batch_is_marked_and_runs_one_image_at_a_time(tmp_p
 def test_runner_falls_back_when_a_batch_returns_the_wrong_count(tmp_path, harness, capfd):
     """Without the build-time probe, the runner still notices mid-run and redoes the chunk."""
     torch.manual_seed(0)
-    net = FlatGather().eval()
-    source = export_onnx(net, SHAPE, tmp_path / "flat.onnx")
+    net = FirstImage().eval()
+    source = export_onnx(net, SHAPE, tmp_path / "first.onnx")
     graph = build_attribution_graph(str(source), SHAPE, check_batch=False)
     assert not any(p.key == "lam_trt.max_batch" for p in graph.metadata_props)
     path, weights = harness.random_batch(4, SHAPE, seed=2)
@@ -107,8 +106,8 @@ def test_runner_falls_back_when_a_batch_returns_the_wrong_count(tmp_path, harnes
     assert_exact(out, per_image_reference(harness, net, path, weights, window), harness)
 
 
-def test_probe_finds_the_flat_gather_too(tmp_path):
+def test_probe_finds_the_first_image_model_too(tmp_path):
     torch.manual_seed(0)
-    source = export_onnx(FlatGather().eval(), SHAPE, tmp_path / "flat.onnx")
+    source = export_onnx(FirstImage().eval(), SHAPE, tmp_path / "first.onnx")
     meta = {p.key: p.value for p in build_attribution_graph(str(source), SHAPE).metadata_props}
     assert meta.get("lam_trt.max_batch") == "1"
