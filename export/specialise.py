@@ -18,6 +18,10 @@ from lam_trt.errors import ModelError
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
 from lam_trt.export.vjp.conv import one_hot_kernels
 
+# Ops whose folded operands must line up with the image data along the batch axis; of these,
+# the broadcasting ones take a size-1 batch axis as it is.
+BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where"})
+BATCHED_OPERANDS = BROADCASTING | {"Concat", "ScatterElements", "ScatterND"}
 # Outputs of these ops never depend on the input's values, only on its shape.
 SHAPE_READERS = frozenset({"Shape", "Size"})
 SMALL = 1 << 16  # constants up to this many elements are kept as NumPy for the rules to read
@@ -237,8 +241,8 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
               and not any(a.name == "axes" for a in node.attribute)):
             new_nodes += batch_sized(graph, node)
             node = copy_with_input(node, 3, f"{node.output[0]}__batch_sizes")
-        elif node.op_type == "Concat":
-            new_nodes, node = expand_constant_operands(graph, node, data, new_nodes)
+        elif node.op_type in BATCHED_OPERANDS:
+            new_nodes, node = tile_constant_operands(graph, node, data, axis, new_nodes)
         new_nodes.append(node)
     graph.nodes = new_nodes
     graph.batch_axes = axes
@@ -378,20 +382,38 @@ def batch_sized(graph: ForwardGraph, node: onnx.NodeProto) -> list[onnx.NodeProt
     return nodes
 
 
-def expand_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[str], new_nodes):
-    """A folded batch-1 operand concatenated with image data must grow to the runtime batch."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    rank = len(graph.shapes[node.output[0]])
-    first_data = next((i for i in node.input if i in data), None)
-    if first_data is None or int(attrs["axis"]) % rank == 0:
-        return new_nodes, node
+def tile_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[str], axis: int, new_nodes):
+    """A folded operand that lines up with the image data along the batch axis (a zero codebook
+    one-hot that ScatterElements fills, a batch-1 tensor concatenated with image data, a per-window
+    constant added to windows x batch) was made for one item: repeat it once per runtime item."""
+    out_shape = graph.shapes[node.output[0]]
+    if node.op_type == "Concat":
+        concat_axis = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "axis")
+        if int(concat_axis) % len(out_shape) == axis:
+            return new_nodes, node
     node = copy_with_input(node, 0, node.input[0])
     for k, name in enumerate(list(node.input)):
-        if name in data or graph.shapes[name][0] != 1:
+        shape = graph.shapes.get(name)
+        if (not name or name in data or shape is None or len(shape) != len(out_shape)
+                or shape[axis] != out_shape[axis] or (shape[axis] == 1 and node.op_type in BROADCASTING)):
             continue
-        target = f"{node.output[0]}__expand{k}"
-        new_nodes += batch_shape_nodes(graph, first_data, list(graph.shapes[name][1:]), f"{target}__shape")
-        new_nodes.append(helper.make_node("Expand", [name, f"{target}__shape"], [target]))
-        graph.shapes[target], graph.dtypes[target] = graph.shapes[name], graph.dtypes[name]
+        target = f"{node.output[0]}__tiled{k}"
+        new_nodes += batch_repeats(graph, len(shape), axis, f"{target}__repeats")
+        new_nodes.append(helper.make_node("Tile", [name, f"{target}__repeats"], [target], name=target))
+        graph.shapes[target], graph.dtypes[target] = shape, graph.dtypes[name]
+        if name in graph.values:  # rules read the batch-1 value
+            graph.values[target] = graph.values[name]
         node.input[k] = target
     return new_nodes, node
+
+
+def batch_repeats(graph: ForwardGraph, rank: int, axis: int, out: str) -> list[onnx.NodeProto]:
+    """``out`` = Tile repeats [1, .., N, .., 1] with the runtime batch N (the path's first axis)."""
+    parts = [f"{out}__before", f"{out}__n", f"{out}__after"]
+    add_constant(graph, parts[0], np.ones(axis, np.int64))
+    add_constant(graph, parts[2], np.ones(rank - axis - 1, np.int64))
+    add_constant(graph, f"{out}__0", np.array([0], np.int64))
+    add_constant(graph, f"{out}__1", np.array([1], np.int64))
+    return [helper.make_node("Shape", [graph.input_name], [f"{out}__shape"]),
+            helper.make_node("Slice", [f"{out}__shape", f"{out}__0", f"{out}__1"], [parts[1]]),
+            helper.make_node("Concat", parts, [out], axis=0)]

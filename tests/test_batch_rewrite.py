@@ -34,6 +34,109 @@ def window_of(fn, harness) -> tuple[int, int, int, int]:
     return harness.default_window(tuple(out.shape[2:]))
 
 
+# ---- patterns that pinned the batch to 1 ----------------------------------------------------------
+class Head(nn.Module):
+    """conv in, the pattern, conv out: every pattern sees [N, 4, 8, 8] features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_in, self.conv_out = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(self.pattern(self.conv_in(x)))
+
+
+class NormalizedWindows(Head):
+    """F.normalize over windows x batch on one axis: Expand(norm, Shape(x)) (DITN, GRL, Swin2SR)."""
+
+    def pattern(self, y):
+        windows = y.reshape(-1, 4, 4, 2, 8).transpose(2, 3).reshape(-1, 16, 8)  # [N*8, 16, 8]
+        out = F.normalize(windows, dim=-1) * 2.0 + windows
+        return out.reshape(-1, 2, 4, 4, 8).transpose(2, 3).reshape(y.shape)
+
+
+class LinearOnFlatBatch(Head):
+    """nn.Linear on [N*H*W, C] (a Gemm in TorchScript) with a per-pixel constant added (CodeFormer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.register_buffer("position", torch.randn(64, 4))
+
+    def pattern(self, y):
+        n = y.shape[0]
+        tokens = y.permute(0, 2, 3, 1).reshape(-1, 4)
+        mixed = self.linear(tokens) + self.position.repeat(n, 1)
+        return mixed.reshape(n, 8, 8, 4).permute(0, 3, 1, 2)
+
+
+class CodebookLookup(Head):
+    """Nearest-codeword one-hot by ScatterElements into zeros [N*H*W, codes] (RestoreFormer, FeMaSR)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("codebook", torch.randn(16, 4))
+
+    def pattern(self, y):
+        n = y.shape[0]
+        z = y.permute(0, 2, 3, 1).reshape(-1, 4)
+        distance = (z ** 2).sum(1, keepdim=True) + (self.codebook ** 2).sum(1) - 2 * z @ self.codebook.t()
+        nearest = torch.argmin(distance, dim=1).unsqueeze(1)
+        one_hot = torch.zeros(nearest.shape[0], 16, dtype=z.dtype).scatter_(1, nearest, 1)
+        quantised = (one_hot @ self.codebook).reshape(n, 8, 8, 4).permute(0, 3, 1, 2)
+        return y + quantised
+
+
+class SplitAfterTranspose(Head):
+    """q, k, v sliced on axis 0 after a permute moved the batch to axis 1 (SCUNet, FDAT)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(4, 12)
+
+    def pattern(self, y):
+        n = y.shape[0]
+        tokens = y.flatten(2).transpose(1, 2)                                 # [N, 64, 4]
+        qkv = self.qkv(tokens).reshape(n, 64, 3, 4).permute(2, 0, 1, 3)      # [3, N, 64, 4]
+        q, k, v = qkv[0:1], qkv[1:2], qkv[2:3]
+        attention = torch.softmax(q @ k.transpose(-2, -1) * 0.5, dim=-1)
+        return (attention @ v)[0].transpose(1, 2).reshape(y.shape)
+
+
+class GateOnPermutedView(Head):
+    """Squeeze-excite on a permuted view of tokens: the dynamo exporter's as_strided gathers from
+    the flattened [N*C] means (HAT's channel attention)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 2, 1), nn.ReLU(), nn.Conv2d(2, 4, 1),
+                                  nn.Sigmoid())
+
+    def pattern(self, y):
+        n = y.shape[0]
+        tokens = y.flatten(2).transpose(1, 2)                                 # [N, 64, 4]
+        view = tokens.reshape(n, 8, 8, 4).permute(0, 3, 1, 2)
+        return view * self.gate(view)
+
+
+PATTERNS = [NormalizedWindows, LinearOnFlatBatch, CodebookLookup, SplitAfterTranspose, GateOnPermutedView]
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.__name__)
+def test_pattern_runs_batched_and_exact(pattern, dynamo, tmp_path, harness):
+    torch.manual_seed(0)
+    net = pattern().eval()
+    source = export_onnx(net, SHAPE, tmp_path / "net.onnx", dynamo=dynamo)
+    graph = build_attribution_graph(str(source), SHAPE)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert "lam_trt.max_batch" not in meta, meta.get("lam_trt.batch_limit_reason")
+    path, weights = harness.random_batch(3, SHAPE, seed=3)
+    window = window_of(net, harness)
+    run = harness.run_graph(harness.make_session(graph), path, weights, window)
+    assert_exact(run, per_image_reference(harness, net, path, weights, window), harness)
+
+
 # ---- graphs that cannot batch: the runner falls back, exact, and says so -----------------------
 class MixesTheBatch(nn.Module):
     """Each image scaled by a sum over the whole batch: one image at a time it is conv(x)^2, a
