@@ -11,6 +11,7 @@ from onnx import helper
 
 from lam_trt.errors import InputError, ModelError
 from lam_trt.export.autodiff import active_tensors, backpropagate
+from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, batch_limit
 from lam_trt.export.vjp.elementwise import vjp_sqrt_zero_safe
 from lam_trt.export.builder import FLOAT, GraphBuilder, Node
 from lam_trt.export.detector import REDUCTIONS, append_detector
@@ -34,13 +35,16 @@ GRAPH_FORMAT = code_fingerprint()
 
 
 def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_shape: tuple[int, int, int],
-                            detector: str = "gradient", reduce: str = "sum") -> onnx.ModelProto:
+                            detector: str = "gradient", reduce: str = "sum",
+                            check_batch: bool = True) -> onnx.ModelProto:
     """One ONNX graph that evaluates LAM's integrand for a batch of path images.
 
     Inputs:  path [N,C,h,w] float32, weights [N,C,h,w] float32, window int64 [4] =
              (top, left, height, width) of the analysed patch in SR-output pixels.
     Outputs: detector [N] = D(F(path_n)); attribution [C,h,w] = sum_n grad D(F(path_n)) * weights_n;
              contribution [N] = per-item sums of that product; sr [N,C',H,W] = F(path_n).
+    ``check_batch``: run two path images as one batch and one at a time; where they differ, the
+    metadata says the graph runs one path image at a time (``lam_trt.max_batch``) and why.
     """
     if detector != "gradient":
         raise InputError(f"unknown detector {detector!r}; lam-trt implements LAM's 'gradient' detector")
@@ -54,7 +58,7 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     fwd.rename_output("sr")
     if len(fwd.output_shape) != 4 or min(fwd.output_shape[2:]) < 2:
         raise ModelError(f"the model's output {list(fwd.output_shape)} is not an image of at least 2x2")
-    b = GraphBuilder(dict(fwd.shapes), dict(fwd.dtypes), dict(fwd.values), fwd.opset)
+    b = GraphBuilder(dict(fwd.shapes), dict(fwd.dtypes), dict(fwd.values), fwd.opset, dict(fwd.batch_axes))
     b.nodes.append(helper.make_node("Identity", ["path"], [fwd.input_name], name="lam/path"))
     b.nodes.extend(fwd.nodes)
     d, magnitude = append_detector(b, fwd.output_name, "window", reduce)
@@ -71,7 +75,12 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
         helper.make_node("ReduceSum", [weighted, b.ints([1, 2, 3])], ["contribution"], keepdims=0,
                          name="lam/contribution"),
     ]
-    return assemble(b, fwd, source, input_shape, reduce)
+    model = assemble(b, fwd, source, input_shape, reduce)
+    limit = batch_limit(model, input_shape, fwd.output_shape[1:]) if check_batch else None
+    if limit:
+        model.metadata_props.add(key=MAX_BATCH_KEY, value="1")
+        model.metadata_props.add(key=BATCH_REASON_KEY, value=limit)
+    return model
 
 
 def assemble(b: GraphBuilder, fwd: ForwardGraph, source: onnx.ModelProto, input_shape, reduce: str):

@@ -1,8 +1,10 @@
 """GraphBuilder: emits ONNX nodes for the attribution graph and answers what rules need to know.
 
 VJP rules see the forward graph through this object: static (batch-1) shapes and dtypes of forward
-tensors, the folded values of constant inputs, and helpers that emit nodes with fresh names.
-Batch (dim 0) is the only dynamic dimension; anything that must follow it is read with ``Shape``.
+tensors, the folded values of constant inputs, which axis of each tensor carries the batch (the
+only dynamic dimension; axis 0 unless a Transpose or Reshape moved it), and helpers that emit
+nodes with fresh names. A static shape a rule emits must leave that axis to the runtime (``0`` or
+``-1`` in a Reshape, ``Shape`` otherwise).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class GraphBuilder:
     dtypes: dict[str, int]                       # ONNX elem types
     values: dict[str, np.ndarray]                # folded constant tensors
     opset: int
+    batch_axes: dict[str, int] = field(default_factory=dict)  # forward tensor -> axis of the batch
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     _count: int = 0
@@ -83,6 +86,16 @@ class GraphBuilder:
 
     def rank(self, name: str) -> int:
         return len(self.shapes[name])
+
+    def batch_axis(self, name: str) -> int:
+        """The axis of ``name`` whose runtime size follows the batch (0 where not tracked)."""
+        return self.batch_axes.get(name, 0)
+
+    def batch_free(self, dims: Sequence[int], name: str) -> list[int]:
+        """``name``'s static (batch-1) ``dims`` as a Reshape target: -1 on its batch axis."""
+        dims = list(dims)
+        dims[self.batch_axis(name)] = -1
+        return dims
 
     def value(self, name: str) -> np.ndarray:
         """Folded value of a constant (non-data) input; KeyError if it depends on the image."""

@@ -18,6 +18,10 @@ from lam_trt.errors import ModelError
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
 from lam_trt.export.vjp.conv import one_hot_kernels
 
+# Ops whose folded operands must line up with the image data along the batch axis; of these,
+# the broadcasting ones take a size-1 batch axis as it is.
+BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where"})
+BATCHED_OPERANDS = BROADCASTING | {"Concat", "ScatterElements", "ScatterND"}
 # Outputs of these ops never depend on the input's values, only on its shape.
 SHAPE_READERS = frozenset({"Shape", "Size"})
 SMALL = 1 << 16  # constants up to this many elements are kept as NumPy for the rules to read
@@ -36,6 +40,7 @@ class ForwardGraph:
     opset: int
     ir_version: int
     extra_opsets: list = field(default_factory=list)
+    batch_axes: dict[str, int] = field(default_factory=dict)  # data tensor -> axis that carries the batch
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -48,7 +53,7 @@ class ForwardGraph:
         for node in self.nodes:
             node.input[:] = [name if i == old else i for i in node.input]
             node.output[:] = [name if o == old else o for o in node.output]
-        for table in (self.shapes, self.dtypes, self.values):
+        for table in (self.shapes, self.dtypes, self.values, self.batch_axes):
             if old in table:
                 table[name] = table.pop(old)
         self.output_name = name
@@ -214,10 +219,14 @@ def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
 
 # ---- keeping the batch dynamic ----------------------------------------------------------------
 def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
-    """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs."""
+    """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs, and record
+    which axis of every data tensor carries the batch (``graph.batch_axes``, for the rules)."""
     axes = {graph.input_name: 0}
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.nodes:
+        if node.op_type == "Gather" and gathers_batch_axis(graph, node, axes):
+            new_nodes += per_item_gather(graph, node, axes)
+            continue
         axis = batch_axis(graph, node, axes, data)
         axes.update({o: axis for o in node.output if o})
         if node.op_type == "Reshape" and node.input[1] not in data:
@@ -226,14 +235,62 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
             name = f"{node.output[0]}__batch_shape"
             add_constant(graph, name, np.array(out_shape, np.int64))
             node = copy_with_input(node, 1, name)
+        elif node.op_type == "Expand" and node.input[1] not in data:
+            node = batch_expand(graph, node, axes[node.input[0]], axis)
         elif (node.op_type == "Resize" and len(node.input) > 3 and node.input[3] and node.input[3] not in data
               and not any(a.name == "axes" for a in node.attribute)):
             new_nodes += batch_sized(graph, node)
             node = copy_with_input(node, 3, f"{node.output[0]}__batch_sizes")
-        elif node.op_type == "Concat":
-            new_nodes, node = expand_constant_operands(graph, node, data, new_nodes)
+        elif node.op_type in BATCHED_OPERANDS:
+            new_nodes, node = tile_constant_operands(graph, node, data, axis, new_nodes)
         new_nodes.append(node)
     graph.nodes = new_nodes
+    graph.batch_axes = axes
+
+
+def batch_expand(graph: ForwardGraph, node: onnx.NodeProto, in_axis: int, out_axis: int) -> onnx.NodeProto:
+    """Expand to a folded shape whose batch entry is the input's batch-1 size (F.normalize's
+    Expand(norm, Shape(x)) with windows x batch on one axis): a 1 there keeps the runtime size.
+    An entry that broadcasts the batch axis is left; the batch probe reports it."""
+    if node.input[1] not in graph.values:
+        return node
+    shape = np.array(graph.values[node.input[1]], np.int64)
+    k = out_axis - (len(graph.shapes[node.output[0]]) - len(shape))
+    if k < 0 or shape[k] == 1 or shape[k] != graph.shapes[node.input[0]][in_axis]:
+        return node
+    shape[k] = 1
+    name = f"{node.output[0]}__batch_shape"
+    add_constant(graph, name, shape)
+    return copy_with_input(node, 1, name)
+
+
+def gathers_batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int]) -> bool:
+    x, indices = node.input[0], node.input[1]
+    if x not in axes or indices not in graph.values or np.ndim(graph.values[indices]) == 0:
+        return False
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+    return int(axis) % len(graph.shapes[x]) == axes[x]
+
+
+def per_item_gather(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int]) -> list[onnx.NodeProto]:
+    """A Gather along the axis that carries the batch (the dynamo exporter's as_strided: a flat
+    [N*M] view indexed by constants folded at batch 1) reads item 0 only at batch N. Split the
+    axis into (N, M), gather each item's own entries, and merge N back in front."""
+    x, out = node.input[0], node.output[0]
+    axis, in_shape, out_shape = axes[x], list(graph.shapes[x]), list(graph.shapes[out])
+    size = in_shape[axis]
+    indices = np.asarray(graph.values[node.input[1]], np.int64) % size
+    items, picked = f"{out}__items", f"{out}__per_item"
+    for name, value in ((f"{items}__shape", in_shape[:axis] + [-1, size] + in_shape[axis + 1:]),
+                        (f"{out}__indices", indices), (f"{out}__shape", out_shape[:axis] + [-1] + out_shape[axis + 1:])):
+        add_constant(graph, name, np.asarray(value, np.int64))
+    graph.shapes[items] = tuple(in_shape[:axis] + [1, size] + in_shape[axis + 1:])
+    graph.shapes[picked] = tuple(in_shape[:axis] + [1, *indices.shape] + in_shape[axis + 1:])
+    for name in (items, picked, out):
+        graph.dtypes[name], axes[name] = graph.dtypes[x], axis
+    return [helper.make_node("Reshape", [x, f"{items}__shape"], [items], name=f"{node.name}__items"),
+            helper.make_node("Gather", [items, f"{out}__indices"], [picked], name=node.name, axis=axis + 1),
+            helper.make_node("Reshape", [picked, f"{out}__shape"], [out], name=f"{node.name}__merge")]
 
 
 def batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int], data: set[str]) -> int:
@@ -325,20 +382,38 @@ def batch_sized(graph: ForwardGraph, node: onnx.NodeProto) -> list[onnx.NodeProt
     return nodes
 
 
-def expand_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[str], new_nodes):
-    """A folded batch-1 operand concatenated with image data must grow to the runtime batch."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    rank = len(graph.shapes[node.output[0]])
-    first_data = next((i for i in node.input if i in data), None)
-    if first_data is None or int(attrs["axis"]) % rank == 0:
-        return new_nodes, node
+def tile_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[str], axis: int, new_nodes):
+    """A folded operand that lines up with the image data along the batch axis (a zero codebook
+    one-hot that ScatterElements fills, a batch-1 tensor concatenated with image data, a per-window
+    constant added to windows x batch) was made for one item: repeat it once per runtime item."""
+    out_shape = graph.shapes[node.output[0]]
+    if node.op_type == "Concat":
+        concat_axis = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "axis")
+        if int(concat_axis) % len(out_shape) == axis:
+            return new_nodes, node
     node = copy_with_input(node, 0, node.input[0])
     for k, name in enumerate(list(node.input)):
-        if name in data or graph.shapes[name][0] != 1:
+        shape = graph.shapes.get(name)
+        if (not name or name in data or shape is None or len(shape) != len(out_shape)
+                or shape[axis] != out_shape[axis] or (shape[axis] == 1 and node.op_type in BROADCASTING)):
             continue
-        target = f"{node.output[0]}__expand{k}"
-        new_nodes += batch_shape_nodes(graph, first_data, list(graph.shapes[name][1:]), f"{target}__shape")
-        new_nodes.append(helper.make_node("Expand", [name, f"{target}__shape"], [target]))
-        graph.shapes[target], graph.dtypes[target] = graph.shapes[name], graph.dtypes[name]
+        target = f"{node.output[0]}__tiled{k}"
+        new_nodes += batch_repeats(graph, len(shape), axis, f"{target}__repeats")
+        new_nodes.append(helper.make_node("Tile", [name, f"{target}__repeats"], [target], name=target))
+        graph.shapes[target], graph.dtypes[target] = shape, graph.dtypes[name]
+        if name in graph.values:  # rules read the batch-1 value
+            graph.values[target] = graph.values[name]
         node.input[k] = target
     return new_nodes, node
+
+
+def batch_repeats(graph: ForwardGraph, rank: int, axis: int, out: str) -> list[onnx.NodeProto]:
+    """``out`` = Tile repeats [1, .., N, .., 1] with the runtime batch N (the path's first axis)."""
+    parts = [f"{out}__before", f"{out}__n", f"{out}__after"]
+    add_constant(graph, parts[0], np.ones(axis, np.int64))
+    add_constant(graph, parts[2], np.ones(rank - axis - 1, np.int64))
+    add_constant(graph, f"{out}__0", np.array([0], np.int64))
+    add_constant(graph, f"{out}__1", np.array([1], np.int64))
+    return [helper.make_node("Shape", [graph.input_name], [f"{out}__shape"]),
+            helper.make_node("Slice", [f"{out}__shape", f"{out}__0", f"{out}__1"], [parts[1]]),
+            helper.make_node("Concat", parts, [out], axis=0)]

@@ -187,7 +187,8 @@ class Attributor:
                            "rule": rule, "path_points": len(path), "detector": "gradient", "reduce": "sum",
                            **{k: v for k, v in path.params.items() if k not in ("steps", "sigma", "kernel_size")}},
             "runtime": {"provider": runner.provider, "providers_used": runner.session.get_providers(),
-                        "batch_size": runner.batch_size, "chunks": chunks, "threads": self.threads,
+                        "batch_size": runner.batch_size, "batch_fallback": runner.batch_fallback,
+                        "chunks": chunks, "threads": self.threads,
                         "precision": "fp16" if self.fp16 and runner.provider == "tensorrt" else "fp32",
                         "path_generator": path.params.get("generator", "numpy"),
                         "denormals_as_zero": runner.session.get_session_options().get_session_config_entry(

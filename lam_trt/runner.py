@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,8 @@ import onnx
 import onnxruntime as ort
 
 from lam_trt import providers as prov
+from lam_trt.errors import ModelError
+from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, ort_message
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
 MAX_BATCH = 16  # on the CPU, larger chunks only add cache misses (bench/RESULTS.md)
@@ -42,6 +45,8 @@ class GraphRunner:
         self.bytes_per_item = int(meta.get("lam_trt.activation_bytes_per_item", 0))
         self.threads = threads
         opts = prov.session_options(threads)
+        self.batch_limit = meta.get(BATCH_REASON_KEY) if meta.get(MAX_BATCH_KEY) == "1" else None
+        self.batch_fallback: Optional[str] = None  # why path images run one at a time, if they do
         self.batch_size = batch_size or self.auto_batch_size(memory_budget or DEFAULT_MEMORY_BUDGET)
         self.batch_hint = self.batch_size
         start = time.perf_counter()
@@ -49,6 +54,25 @@ class GraphRunner:
         self.session_seconds = time.perf_counter() - start
 
     max_batch = MAX_BATCH
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, size: int) -> None:
+        if size > 1 and self.batch_limit:
+            self.fall_back(self.batch_limit)
+            size = 1
+        self._batch_size = size
+
+    def fall_back(self, reason: str) -> None:
+        """Run one path image at a time from now on (exact, slower), and say so once."""
+        if self.batch_fallback is None:
+            print(f"lam-trt: warning: the attribution graph cannot run several path images at once: {reason}; "
+                  f"running one at a time (exact, slower)", file=sys.stderr)
+        self.batch_fallback = reason
+        self._batch_size = 1
 
     def providers(self, cache_dir: Path | None) -> list:
         return prov.session_providers(self.provider, cache_dir)
@@ -66,19 +90,42 @@ class GraphRunner:
         detector, contribution = [], []
         attribution = np.zeros(self.input_shape, np.float64)
         start, chunks = time.perf_counter(), 0
-        for lo in range(0, len(points), self.batch_size):
+        lo = 0
+        while lo < len(points):
             hi = min(lo + self.batch_size, len(points))
-            d, a, c = self.session.run(["detector", "attribution", "contribution"], {
-                "path": np.ascontiguousarray(points[lo:hi]), "weights": np.ascontiguousarray(weights[lo:hi]),
-                "window": win})
-            detector.append(d)
-            contribution.append(c)
-            attribution += a
+            outputs = self.run_chunk(points[lo:hi], weights[lo:hi], win)
+            if outputs is None:  # fell back to one path image at a time: this chunk again
+                continue
+            detector.append(outputs[0])
+            attribution += outputs[1]
+            contribution.append(outputs[2])
             chunks += 1
             if progress:
                 progress(hi - lo)
+            lo = hi
         return GraphOutputs(np.concatenate(detector), attribution, np.concatenate(contribution),
                             time.perf_counter() - start, chunks)
+
+    def run_chunk(self, points: np.ndarray, weights: np.ndarray, window: np.ndarray) -> Optional[list]:
+        """(detector, attribution, contribution) of one session run; None where several path images
+        at once fail or come back with the wrong count (after falling back to one at a time)."""
+        n = len(points)
+        quiet = ort.RunOptions()
+        quiet.log_severity_level = 4  # the failure is reported below, in one line
+        try:
+            d, a, c = self.session.run(["detector", "attribution", "contribution"], {
+                "path": np.ascontiguousarray(points), "weights": np.ascontiguousarray(weights), "window": window},
+                quiet)
+        except Exception as e:  # ORT's exceptions have no common base class
+            problem = f"onnxruntime failed at batch {n} ({ort_message(e)})"
+        else:
+            if d.shape == (n,) and c.shape == (n,):
+                return [d, a, c]
+            problem = f"it returned {d.size} detector values for {n} path images"
+        if n == 1:
+            raise ModelError(f"the attribution graph cannot run: {problem}")
+        self.fall_back(problem)
+        return None
 
 
 def graph_metadata(path: str | os.PathLike) -> dict[str, str]:

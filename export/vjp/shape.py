@@ -42,7 +42,7 @@ def vjp_tile(b, node, grads, needs):
     repeats = [int(r) for r in b.value(node.inputs[1])]
     dims: list[int] = []
     for i, (r, s) in enumerate(zip(repeats, b.shape(x))):
-        dims += [r, -1 if i == 0 else s]
+        dims += [r, -1 if i == b.batch_axis(x) else s]
     split = b.op("Reshape", grads[0], b.ints(dims))
     return [b.reduce_sum(split, list(range(0, 2 * len(repeats), 2)), keepdims=False), None]
 
@@ -79,7 +79,7 @@ def static_slice_params(b: GraphBuilder, node: Node) -> list[tuple[int, int, int
                                int(max(min(end, INT64_MAX // 2), -INT64_MAX // 2)), int(step))]
         if len(idx) == dim and step == 1:
             continue
-        if axis == 0:
+        if axis == b.batch_axis(x):
             raise NotImplementedError("Slice along the batch axis")
         out.append((axis, idx.start if len(idx) else 0, len(idx), int(step)))
     return out
@@ -93,7 +93,7 @@ def place_strided(b: GraphBuilder, g: str, rank: int, axis: int, dim: int, first
     if step > 1:  # interleave step-1 zeros after every element
         spread = b.op("Unsqueeze", g, b.ints([axis + 1]))
         spread = b.pad_axis(spread, rank + 1, axis + 1, 0, step - 1)
-        g = b.op("Reshape", spread, b.ints([0] * axis + [-1] + static_shape[axis + 1:]))
+        g = b.op("Reshape", spread, b.ints([0] * axis + [count * step] + static_shape[axis + 1:]))
         length = min(count * step, dim - first)
         if length < count * step:
             g = slice_axis(b, g, axis, 0, length)
@@ -114,7 +114,7 @@ def vjp_slice(b, node, grads, needs):
         axis, first, count, _ = params[0]
         return [Placed(g, axis, first, b.shape(x)[axis] - first - count)] + [None] * (len(node.inputs) - 1)
     for axis, first, count, step in params:
-        g = place_strided(b, g, rank, axis, b.shape(x)[axis], first, count, step, shape)
+        g = place_strided(b, g, rank, axis, b.shape(x)[axis], first, count, step, b.batch_free(shape, x))
         shape[axis] = b.shape(x)[axis]
     return [g] + [None] * (len(node.inputs) - 1)
 
@@ -163,7 +163,7 @@ def vjp_gather(b, node, grads, needs):
         i = int(idx) % dim
         return [Placed(b.op("Unsqueeze", g, b.ints([axis])), axis, i, dim - i - 1), None]
     if idx.ndim > 1:  # merge the index dims into one
-        static = list(b.shape(node.outputs[0]))
+        static = b.batch_free(b.shape(node.outputs[0]), node.outputs[0])
         g = b.op("Reshape", g, b.ints([0] * axis + [idx.size] + static[axis + idx.ndim:]))
     perm = [i for i in range(rank) if i != axis] + [axis]
     moved = b.op("Transpose", g, perm=perm)
