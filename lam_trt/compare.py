@@ -10,12 +10,13 @@ abs-normalised map: a threshold that adapts to each map instead of one fixed lev
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,6 +29,7 @@ from lam_trt.images import ImageSource
 from lam_trt.io import atomic_write, staged_dir, write_json
 from lam_trt.render import draw_window, panels
 from lam_trt.result import LAMResult
+from lam_trt.window import centre_window
 
 COMMON_COLOUR = np.array([220, 30, 30])    # used by every model (the paper's red)
 LARGER_COLOUR = np.array([30, 90, 230])    # used only by the larger-DI models (the paper's blue)
@@ -98,12 +100,13 @@ class Comparison:
                                      "lr_pixels": int(area.common.size)}}
 
 
-def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, window: tuple[int, int],
+def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, window: tuple[int, int] | None = None,
                    size: int = 16, steps: int = 100, sigma: float = 1.2, kernel_size: int = 9,
                    method: str = "lam", provider: str = "auto", mass: float = 0.5,
-                   progress: Callable[[str], None] | None = None) -> Comparison:
+                   stage: Callable[[str], ContextManager[Callable[[int], None]]] | None = None) -> Comparison:
     """LAM of the same window for every model. All SR outputs must have the same size (same scale),
-    or the windows would not be the same pixels; that is checked before anything is attributed."""
+    or the windows would not be the same pixels; that is checked before anything is attributed.
+    ``stage(model name)``: a context giving each model's progress callback (path images done)."""
     from lam_trt.attributor import Attributor, check_window
 
     if len(models) < 2:
@@ -117,14 +120,13 @@ def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, wind
     if len({s[1:] for s in shapes}) > 1:
         sizes = ", ".join(f"{n} {s[2]}x{s[1]}" for n, s in zip(names, shapes))
         raise InputError(f"the models' SR outputs differ in size ({sizes}); compare needs models of one scale")
-    x, y = (int(v) for v in window)
+    x, y = (int(v) for v in (window if window is not None else centre_window(shapes[0][1:], size)))
     check_window(x, y, size, shapes[0])
     runs = []
     for name, model, attributor, img in zip(names, models, attributors, images):
-        if progress is not None:
-            progress(name)
-        result = attributor.attribute(img, window=(x, y), size=size, steps=steps, sigma=sigma,
-                                      kernel_size=kernel_size, method=method)
+        with (stage(name) if stage is not None else contextlib.nullcontext(None)) as advance:
+            result = attributor.attribute(img, window=(x, y), size=size, steps=steps, sigma=sigma,
+                                          kernel_size=kernel_size, method=method, progress=advance)
         runs.append(ModelRun(name, str(model), attributor.sha256, result))
     parameters = {"size": size, "steps": steps, "sigma": sigma, "kernel_size": kernel_size, "method": method,
                   "provider": runs[0].result.meta.get("runtime", {}).get("provider", provider)}

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import METHODS, err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import METHODS, handle_errors, out_console, path_points, print_json, stage
 from lam_trt.errors import InputError
 
 
@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
 def compare_command(
     paths: list[Path] = typer.Argument(..., metavar="MODEL1 MODEL2 ... IMAGE",
                                        help="Two or more ONNX SR models of one scale, then the LR image."),
-    window: tuple[int, int] = typer.Option(..., "--window", help="X Y: column and row of the window's "
-                                           "top-left corner in SR-output pixels."),
+    window: Optional[tuple[int, int]] = typer.Option(None, "--window", help="X Y: column and row of the window's "
+                                                     "top-left corner in SR-output pixels (default: centred)."),
     size: int = typer.Option(16, help="Window size in SR-output pixels."),
     steps: int = typer.Option(100, help="Path steps."),
     sigma: float = typer.Option(1.2, help="Blur of the baseline."),
@@ -37,10 +37,10 @@ def compare_command(
     if len(paths) < 3:
         raise InputError("give at least two models and then the image: MODEL1 MODEL2 ... IMAGE")
     *models, image = paths
-    note = (lambda name: err_console.print(f"attributing {name} ...")) if show_progress() else None
+    points = path_points(method.lower(), steps, "right")
     comparison = compare_models(models, image, window, size=size, steps=steps, sigma=sigma,
                                 kernel_size=kernel_size, method=method.lower(), provider=provider, mass=mass,
-                                progress=note)
+                                stage=lambda name: stage(f"path images of {name}", points))
     summary = write_comparison(comparison, out)
     if json_out:
         print_json(summary)
