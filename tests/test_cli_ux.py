@@ -138,3 +138,18 @@ def test_export_default_name_and_inspect_agree_on_parameters(tmp_path, monkeypat
     expected = sum(p.numel() for p in module.parameters())
     inspected = json.loads(invoke("inspect", tmp_path / "fsrcnn.onnx", "--json").stdout)
     assert exported["parameters"] == inspected["parameters"] == expected
+
+
+def test_figure_options_match_the_renderer_and_are_checked_before_work(files, tmp_path):
+    from lam_trt import render
+
+    assert _common.FIGURE_FORMATS == render.FORMATS and _common.FIGURE_DPI == render.DEFAULT_DPI
+    res = invoke("attribute", files["model"], files["lr"], "--size", 8, "--steps", 2, "--out", tmp_path / "o",
+                 "--format", "svg", "--dpi", 72)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["attribution.npy", "lam.svg", "path.svg",
+                                                                  "result.json"]
+    for option, value in (("--format", "gif"), ("--dpi", 0)):
+        bad = invoke("attribute", files["model"], files["lr"], "--out", tmp_path / "bad", option, value)
+        assert bad.exit_code == 2 and bad.stderr.startswith("error:") and option in bad.stderr
+        assert "lam-trt:" not in bad.stderr and not (tmp_path / "bad").exists()

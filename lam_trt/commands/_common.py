@@ -8,13 +8,13 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
-from lam_trt.errors import LamTrtError
+from lam_trt.errors import InputError, LamTrtError
 
 F = TypeVar("F", bound=Callable[..., Any])
 # For help texts and early checks: lam_trt.kernels owns these names, but importing it here would put
@@ -41,6 +41,22 @@ class PipeConsole(Console):
 
 
 UNWRAPPED_WIDTH = 10_000
+# The figure options of every command that draws (attribute, compare); lam_trt.render owns the values.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+FIGURE_DPI = 150
+FigureFormat = Annotated[str, typer.Option("--format", help=f"Figures as {', '.join(FIGURE_FORMATS)} "
+                                           "(pdf and svg: vector, for papers).")]
+FigureDpi = Annotated[int, typer.Option("--dpi", help="Figure resolution in dots per inch.")]
+
+
+def check_figure_options(figure: str, dpi: int) -> None:
+    """Refuse bad figure options before any work (the writer checks again, for the API)."""
+    if figure.lower() not in FIGURE_FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FIGURE_FORMATS)}, got {figure!r}")
+    if not 10 <= dpi <= 1200:
+        raise InputError(f"--dpi must be between 10 and 1200, got {dpi}")
+
+
 err_console = PipeConsole(stderr=True, highlight=False)
 out_console = PipeConsole(highlight=False)
 

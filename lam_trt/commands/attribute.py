@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import (METHODS, RULES, handle_errors, out_console, path_points, print_json,
-                                     stage)
+from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, check_figure_options,
+                                     handle_errors, out_console, path_points, print_json, stage)
 from lam_trt.errors import InputError
 
 
@@ -34,11 +34,14 @@ def attribute_command(
                                              "(default: from a memory budget)."),
     out: Path = typer.Option(Path("lam-out"), "--out", help="Output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    figure: FigureFormat = "png",
+    dpi: FigureDpi = FIGURE_DPI,
 ) -> None:
     """Compute the Local Attribution Map of one window of MODEL's output for IMAGE."""
     from lam_trt.attributor import Attributor
     from lam_trt.report import write_result
 
+    check_figure_options(figure, dpi)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     attributor = Attributor(model, provider=provider)
@@ -46,7 +49,7 @@ def attribute_command(
         result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
                                       kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
                                       scale=scale, internal_batch_size=batch_size, progress=advance)
-    summary = write_result(result, out, source_image=str(image))
+    summary = write_result(result, out, figure=figure.lower(), dpi=dpi, source_image=str(image))
     if json_out:
         print_json(summary)
     else:
