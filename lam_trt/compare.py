@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,15 @@ from PIL import Image
 
 from lam_trt.errors import InputError
 from lam_trt.images import ImageSource
-from lam_trt.io import atomic_write, staged_dir, write_json
-from lam_trt.render import draw_window, panels
+from lam_trt.io import staged_dir, write_json
+from lam_trt.render import (DEFAULT_DPI, MAP_WINDOW_COLOUR, SALIENCY_CMAP, blend, format_number, hr_image,
+                            informative_region, mass_pixels, method_label, outline_window, panels, save_figure, seismic,
+                            show_image)
 from lam_trt.result import LAMResult
 from lam_trt.window import centre_window
 
 COMMON_COLOUR = np.array([220, 30, 30])    # used by every model (the paper's red)
 LARGER_COLOUR = np.array([30, 90, 230])    # used only by the larger-DI models (the paper's blue)
-FILES = ("compare.png", "area_of_interest.png", "compare.json")
 
 
 @dataclass
@@ -151,13 +153,7 @@ def model_names(models: Sequence[str | os.PathLike]) -> list[str]:
 def used_pixels(saliency: np.ndarray, mass: float = 0.5) -> np.ndarray:
     """The fewest pixels, largest first, whose values hold ``mass`` of the map's sum (ties at the
     threshold included). An all-zero map uses no pixel."""
-    values = np.asarray(saliency, dtype=np.float64)
-    total = values.sum()
-    if total <= 0:
-        return np.zeros(values.shape, dtype=bool)
-    ordered = np.sort(values.ravel())[::-1]
-    k = int(np.searchsorted(np.cumsum(ordered), mass * total * (1 - 1e-12)))
-    return values >= ordered[min(k, ordered.size - 1)]
+    return mass_pixels(saliency, mass)
 
 
 def area_of_interest(runs: Sequence[ModelRun], mass: float = 0.5) -> AreaOfInterest:
@@ -176,43 +172,91 @@ def area_of_interest(runs: Sequence[ModelRun], mass: float = 0.5) -> AreaOfInter
 
 # ------------------------------------------------------------------------------------- pictures
 
-def render_comparison(cmp: Comparison, path: str | os.PathLike) -> Path:
-    """Fig. 5 as one PNG: the input with the window, then one column per model sorted by DI
-    (rows: SR crop around the window, LAM, LAM on the input), DI in each column's title."""
+def render_comparison(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAULT_DPI, fmt: str | None = None) -> Path:
+    """Fig. 5: a small view of the input with the window and the zoomed region (and the HR crop
+    when the results carry the HR image), then one column per model sorted by DI, every row zoomed
+    to one region (the window and where 99% of every map lies): the SR crop, the map on one colour
+    scale shared by all models, the map on the input, and the area of contribution."""
     runs = cmp.by_di()
-    views = [panels(r.result) for r in runs]
-    x, y, size = cmp.window
-    fig = Figure(figsize=(2.4 * (len(runs) + 1), 7.6), dpi=100)
+    first = runs[0].result
+    region = informative_region([r.result.saliency for r in runs], cmp.window, first.scale)
+    shared = shared_maps([r.result for r in runs])
+    views = [panels(r.result, outlined=False) for r in runs]
+    label = method_label(cmp.parameters["method"])
+    rows = ("SR output", f"{label}, shared scale", f"{label} on input", "area of contribution")
+    fig = Figure(figsize=(0.8 + 2.3 * (len(runs) + 1), 0.9 + 2.3 * len(rows)), dpi=dpi)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(3, len(runs) + 1)
-    first = fig.add_subplot(grid[0, 0])
-    _show(first, views[0]["input"], f"input\nwindow x={x} y={y} size={size}")
-    for row, label in enumerate(("SR crop", "LAM", "LAM on input")):
-        fig.text(0.01, 0.78 - 0.31 * row, label, rotation=90, va="center", fontsize=10, weight="bold")
-    for col, (run, view) in enumerate(zip(runs, views), start=1):
-        _show(fig.add_subplot(grid[0, col]), _crop(view["output"], cmp.window),
-              f"{run.name}\nDI {run.di:.2f}")
-        _show(fig.add_subplot(grid[1, col]), view["saliency"], "")
-        _show(fig.add_subplot(grid[2, col]), draw_window(view["blend"], cmp.window), "")
-    fig.suptitle(f"LAM of {len(runs)} models, sorted by diffusion index ({cmp.parameters['method']}, "
-                 f"{cmp.parameters['steps']} steps)", fontsize=11)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=0.88, wspace=0.06, hspace=0.12)
-    return _save(fig, path)
+    grid = fig.add_gridspec(len(rows), len(runs) + 2, width_ratios=[1.0] * (len(runs) + 1) + [0.06])
+    x, y, size = cmp.window
+    overview = fig.add_subplot(grid[0, 0])
+    show_image(overview, views[0]["input"], f"input, window\nx={x} y={y} size={size}")
+    outline_window(overview, cmp.window)
+    top, left, bottom, right = region
+    overview.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white",
+                                 linestyle="--", linewidth=1.0))
+    hr = hr_image(first)
+    if hr is not None:
+        _zoomed(fig.add_subplot(grid[1, 0]), hr, "HR image", cmp.window, region)
+    for row, text in enumerate(rows):
+        fig.text(0.005, 1 - (row + 0.5) / len(rows) * 0.9 - 0.07, text, rotation=90, va="center",
+                 fontsize=9, weight="bold")
+    extent = (0, first.sr_output.shape[2], first.sr_output.shape[1], 0)
+    for col, (run, view, shared_map) in enumerate(zip(runs, views, shared), start=1):
+        blend_up = blend(_upscale(seismic(shared_map), extent), views[0]["input"], 0.5)
+        name = "\n".join(textwrap.wrap(run.name, 22)) or run.name
+        _zoomed(fig.add_subplot(grid[0, col]), view["output"], f"{name}\nDI {format_number(run.di, '.2f')}", cmp.window,
+                region)
+        ax = fig.add_subplot(grid[1, col])
+        shown = show_image(ax, shared_map, "", cmap=SALIENCY_CMAP, vmin=0.0, vmax=1.0, extent=extent)
+        _zoomed(ax, None, "", cmp.window, region, MAP_WINDOW_COLOUR)
+        _zoomed(fig.add_subplot(grid[2, col]), blend_up, "", cmp.window, region)
+        _zoomed(fig.add_subplot(grid[3, col]), view["kde"], "", cmp.window, region)
+    bar = fig.colorbar(shown, cax=fig.add_subplot(grid[1, -1]), ticks=[0.0, 0.5, 1.0])
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("|map| / largest of all models", fontsize=7)
+    fig.suptitle(f"{label} of {len(runs)} models, sorted by diffusion index, smallest first "
+                 f"({cmp.parameters['steps']} steps)", fontsize=11)
+    fig.subplots_adjust(left=0.03, right=0.91, bottom=0.02, top=0.9, wspace=0.08, hspace=0.12)
+    return save_figure(fig, path, fmt)
 
 
-def render_area_of_interest(cmp: Comparison, path: str | os.PathLike) -> Path:
+def shared_maps(results: Sequence[LAMResult]) -> list[np.ndarray]:
+    """Each model's |sum over channels| divided by the largest value of all models: one scale, so
+    a weaker map looks weaker (each result's own saliency is divided by its own max)."""
+    maps = [np.abs(np.asarray(r.attribution, dtype=np.float64).sum(axis=0)) for r in results]
+    peak = max(float(m.max(initial=0.0)) for m in maps)
+    return [m / peak if peak > 0 else m for m in maps]
+
+
+def _upscale(rgb: np.ndarray, extent: tuple[int, int, int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb).resize((extent[1], extent[2]), Image.NEAREST))
+
+
+def _zoomed(ax: Any, image: np.ndarray | None, title: str, window: tuple[int, int, int],
+            region: tuple[int, int, int, int], colour: str = "red") -> None:
+    """``image`` (None: what the axes already show) zoomed to ``region``, the window outlined."""
+    if image is not None:
+        show_image(ax, image, title)
+    outline_window(ax, window, colour)
+    top, left, bottom, right = region
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+
+
+def render_area_of_interest(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAULT_DPI,
+                            fmt: str | None = None) -> Path:
     """Fig. 6 as one PNG: the input with the window, and the area of interest on the LR image."""
     area = cmp.area
     result = cmp.runs[0].result
     height, width = result.sr_output.shape[1:]
     overlay = np.asarray(Image.fromarray(area_picture(result.image, area)).resize((width, height), Image.NEAREST))
-    fig = Figure(figsize=(8.6, 5.0), dpi=100)
+    fig = Figure(figsize=(8.6, 5.0), dpi=dpi)
     FigureCanvasAgg(fig)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    _show(left, panels(result)["input"], "input + window")
-    _show(right, overlay, f"area of interest (top pixels holding {100 * area.mass:.0f}% of each |LAM|)")
+    show_image(left, panels(result)["input"], "input + window")
+    show_image(right, overlay, f"area of interest (top pixels holding {100 * area.mass:.0f}% of each |LAM|)")
     x, y, size = cmp.window  # outlined in black: red and blue are taken by the two pixel sets
-    right.add_patch(Rectangle((x - 0.5, y - 0.5), size, size, fill=False, edgecolor="black", linestyle="--"))
+    right.add_patch(Rectangle((x, y), size, size, fill=False, edgecolor="black", linestyle="--"))
     n_common, n_larger = int(area.common.sum()), int(area.larger_only.sum())
     handles = [Patch(color=COMMON_COLOUR / 255, label=f"used by every model ({n_common} px)"),
                Patch(color=LARGER_COLOUR / 255, label=f"used only by larger-DI {', '.join(area.larger)} "
@@ -221,7 +265,7 @@ def render_area_of_interest(cmp: Comparison, path: str | os.PathLike) -> Path:
         handles.append(Patch(color="none", label=f"(not by smaller-DI {', '.join(area.smaller)})"))
     fig.legend(handles=handles, loc="lower center", ncol=1, fontsize=9, frameon=False)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.2, top=0.92, wspace=0.06)
-    return _save(fig, path)
+    return save_figure(fig, path, fmt)
 
 
 def area_picture(image: np.ndarray, area: AreaOfInterest) -> np.ndarray:
@@ -233,32 +277,17 @@ def area_picture(image: np.ndarray, area: AreaOfInterest) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def write_comparison(cmp: Comparison, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """compare.png, area_of_interest.png and compare.json in ``out_dir``, all or nothing."""
+def write_comparison(cmp: Comparison, out_dir: str | os.PathLike, figure: str = "png",
+                     dpi: int = DEFAULT_DPI) -> dict[str, Any]:
+    """compare.<figure>, area_of_interest.<figure> and compare.json in ``out_dir``, all or nothing."""
+    names = {"compare": f"compare.{figure}", "area": f"area_of_interest.{figure}", "json": "compare.json"}
     summary = cmp.to_dict()
     with staged_dir(out_dir) as stage:
-        render_comparison(cmp, stage / "compare.png")
-        render_area_of_interest(cmp, stage / "area_of_interest.png")
-        write_json(stage / "compare.json", summary)
-    summary["files"] = {name: str(Path(out_dir) / name) for name in FILES}
+        render_comparison(cmp, stage / names["compare"], dpi=dpi)
+        render_area_of_interest(cmp, stage / names["area"], dpi=dpi)
+        write_json(stage / names["json"], summary)
+    summary["files"] = {name: str(Path(out_dir) / name) for name in names.values()}
     return summary
-
-
-def _crop(image: np.ndarray, window: tuple[int, int, int]) -> np.ndarray:
-    """The window with half a window of context on each side (less at the border)."""
-    x, y, size = window
-    margin = max(2, size // 2)
-    return image[max(0, y - margin):y + size + margin, max(0, x - margin):x + size + margin]
-
-
-def _show(ax: Any, image: np.ndarray, title: str) -> None:
-    ax.imshow(image, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.set_axis_off()
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda p: fig.savefig(p, format="png"))
 
 
 __all__ = ["AreaOfInterest", "Comparison", "ModelRun", "area_of_interest", "area_picture", "compare_models",

@@ -77,7 +77,7 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
     label = method_label(result.method)
     hr = hr_image(result)
     zoomed = [("saliency", f"{label} (|map| / max)"), ("blend", f"{label} on input"),
-              ("kde", f"area of contribution\nDI = {_fmt(result.diffusion_index, '.2f')}"),
+              ("kde", f"area of contribution\nDI = {format_number(result.diffusion_index, '.2f')}"),
               ("output", "SR output")]
     if hr is not None:
         zoomed.append(("hr", "HR image"))
@@ -87,7 +87,7 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios)
     overview = fig.add_subplot(grid[0, 0])
-    _show(overview, images["input"], f"input (x{result.scale} bicubic)\nwindow x={x} y={y} size={size}")
+    show_image(overview, images["input"], f"input (x{result.scale} bicubic)\nwindow x={x} y={y} size={size}")
     outline_window(overview, result.window)
     if (top, left, bottom, right) != (0, 0, *result.sr_output.shape[1:]):
         overview.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white",
@@ -95,17 +95,17 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
     for column, (name, title) in zip([1, *range(4, len(ratios))], zoomed):
         ax = fig.add_subplot(grid[0, column])
         if name == "saliency":
-            shown = _show(ax, np.asarray(result.saliency, dtype=np.float64), title, cmap=SALIENCY_CMAP,
+            shown = show_image(ax, np.asarray(result.saliency, dtype=np.float64), title, cmap=SALIENCY_CMAP,
                           vmin=0.0, vmax=1.0, extent=(0, result.sr_output.shape[2], result.sr_output.shape[1], 0))
             colour_bar(fig, fig.add_subplot(grid[0, 2]), shown)
         else:
-            _show(ax, images[name], title)
+            show_image(ax, images[name], title)
         outline_window(ax, result.window, MAP_WINDOW_COLOUR if name == "saliency" else "red")
         ax.set_xlim(left, right)
         ax.set_ylim(bottom, top)
     fig.suptitle(_summary(result), fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.78, wspace=0.1)
-    return _save(fig, path, fmt)
+    return save_figure(fig, path, fmt)
 
 
 def hr_image(result: LAMResult) -> np.ndarray | None:
@@ -201,7 +201,7 @@ def render_path(result: LAMResult, path: str | os.PathLike, dpi: int = DEFAULT_D
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.9, wspace=0.3)
-    return _save(fig, path, fmt)
+    return save_figure(fig, path, fmt)
 
 
 def seismic(values: np.ndarray) -> np.ndarray:
@@ -264,7 +264,7 @@ def _to_rgb8(chw: np.ndarray) -> np.ndarray:
     return np.round(np.clip(hwc[..., :3], 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _show(ax: Any, image: np.ndarray, title: str, **style: Any) -> Any:
+def show_image(ax: Any, image: np.ndarray, title: str, **style: Any) -> Any:
     """``image`` on ``ax`` in SR-pixel coordinates (pixel i spans [i, i + 1]), axes hidden."""
     height, width = image.shape[:2]
     style.setdefault("extent", (0, width, height, 0))
@@ -278,7 +278,7 @@ def _show(ax: Any, image: np.ndarray, title: str, **style: Any) -> Any:
     return shown
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def format_number(value: float | None, spec: str) -> str:
     """A number, or "undefined" for the None / NaN of a degenerate window."""
     return "undefined" if value is None or not np.isfinite(value) else format(value, spec)
 
@@ -290,8 +290,8 @@ def _fmt_gap(result: LAMResult) -> str:
 
 
 def _summary(result: LAMResult) -> str:
-    text = (f"{method_label(result.method)}  x{result.scale}  DI {_fmt(result.diffusion_index, '.2f')}  "
-            f"Gini {_fmt(result.gini, '.3f')}  D(F(I)) {_fmt(result.detector_input, '.4g')}")
+    text = (f"{method_label(result.method)}  x{result.scale}  DI {format_number(result.diffusion_index, '.2f')}  "
+            f"Gini {format_number(result.gini, '.3f')}  D(F(I)) {format_number(result.detector_input, '.4g')}")
     if result.method in PATH_METHODS:  # a one-point method has no integral to complete
         text += f"  completeness gap {_fmt_gap(result)}  ({len(result.alphas)} path points)"
     return text
@@ -305,7 +305,7 @@ def figure_format(path: str | os.PathLike, fmt: str | None = None) -> str:
     return fmt
 
 
-def _save(fig: Figure, path: str | os.PathLike, fmt: str | None = None) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, fmt: str | None = None) -> Path:
     fmt = figure_format(path, fmt)
     # SVG and PDF embed text as text, with no creation date: the same result gives the same file
     metadata = {"Date": None} if fmt in ("svg", "pdf") else None
