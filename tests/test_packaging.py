@@ -55,3 +55,20 @@ def test_license_is_an_spdx_expression():
     requires = pyproject()["build-system"]["requires"]
     assert any(r.replace(" ", "").startswith("setuptools>=") and
                int(r.split(">=")[1].split(".")[0]) >= 77 for r in requires), requires
+
+
+def test_readme_links_docs_that_ship_in_the_repository():
+    """README once sent readers to "the shared docs", which no checkout has."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    assert "shared docs" not in readme and "../shared" not in readme
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert {"docs/DESIGN.md", "docs/LAM-SPEC.md"} <= set(links)
+    for link in links:
+        if not link.startswith("http"):
+            assert (ROOT / link).is_file(), link
+    for doc in ("DESIGN.md", "LAM-SPEC.md"):
+        text = (ROOT / "docs" / doc).read_text()
+        assert "lam-paper.txt" not in text and "reference/LAM-SPEC" not in text
+    assert "LAM_TRT_CACHE" in readme and "lam-trt cache clear" in readme
