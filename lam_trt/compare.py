@@ -30,7 +30,7 @@ from lam_trt.images import ImageSource
 from lam_trt.io import staged_dir, write_json
 from lam_trt.render import (DEFAULT_DPI, MAP_WINDOW_COLOUR, SALIENCY_CMAP, blend, format_number, hr_image,
                             informative_region, mass_pixels, method_label, outline_window, panels, save_figure, seismic,
-                            show_image)
+                            show_image, zoom_to)
 from lam_trt.result import LAMResult
 from lam_trt.window import centre_window
 
@@ -237,10 +237,7 @@ def _zoomed(ax: Any, image: np.ndarray | None, title: str, window: tuple[int, in
     """``image`` (None: what the axes already show) zoomed to ``region``, the window outlined."""
     if image is not None:
         show_image(ax, image, title)
-    outline_window(ax, window, colour)
-    top, left, bottom, right = region
-    ax.set_xlim(left, right)
-    ax.set_ylim(bottom, top)
+    zoom_to(ax, window, region, colour)
 
 
 def render_area_of_interest(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAULT_DPI,

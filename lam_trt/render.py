@@ -96,13 +96,12 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
         ax = fig.add_subplot(grid[0, column])
         if name == "saliency":
             shown = show_image(ax, np.asarray(result.saliency, dtype=np.float64), title, cmap=SALIENCY_CMAP,
-                          vmin=0.0, vmax=1.0, extent=(0, result.sr_output.shape[2], result.sr_output.shape[1], 0))
+                               vmin=0.0, vmax=1.0,
+                               extent=(0, result.sr_output.shape[2], result.sr_output.shape[1], 0))
             colour_bar(fig, fig.add_subplot(grid[0, 2]), shown)
         else:
             show_image(ax, images[name], title)
-        outline_window(ax, result.window, MAP_WINDOW_COLOUR if name == "saliency" else "red")
-        ax.set_xlim(left, right)
-        ax.set_ylim(bottom, top)
+        zoom_to(ax, result.window, (top, left, bottom, right), MAP_WINDOW_COLOUR if name == "saliency" else "red")
     fig.suptitle(_summary(result), fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.78, wspace=0.1)
     return save_figure(fig, path, fmt)
@@ -168,6 +167,14 @@ def outline_window(ax: Any, window: tuple[int, int, int], colour: str = "red") -
     """The analysed window as a rectangle in SR-pixel coordinates (pixel i spans [i, i + 1])."""
     x, y, size = window
     ax.add_patch(Rectangle((x, y), size, size, fill=False, edgecolor=colour, linewidth=1.2))
+
+
+def zoom_to(ax: Any, window: tuple[int, int, int], region: tuple[int, int, int, int], colour: str = "red") -> None:
+    """Show only ``region`` (top, left, bottom, right) of ``ax``, the window outlined."""
+    outline_window(ax, window, colour)
+    top, left, bottom, right = region
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
 
 
 def colour_bar(fig: Figure, cax: Any, mappable: Any) -> None:
