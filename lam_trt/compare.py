@@ -22,15 +22,15 @@ from typing import Any, ContextManager
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch
 from PIL import Image
 
 from lam_trt.errors import InputError
 from lam_trt.images import ImageSource
 from lam_trt.io import staged_dir, write_json
 from lam_trt.render import (DEFAULT_DPI, MAP_WINDOW_COLOUR, SALIENCY_CMAP, blend, format_number, hr_image,
-                            informative_region, mass_pixels, method_label, outline_window, panels, save_figure, seismic,
-                            show_image, zoom_to)
+                            informative_region, mass_pixels, method_label, panels, save_figure, seismic, show_image,
+                            show_overview, zoom_to)
 from lam_trt.result import LAMResult
 from lam_trt.window import centre_window
 
@@ -78,6 +78,12 @@ class Comparison:
     @functools.cached_property
     def area(self) -> AreaOfInterest:
         return area_of_interest(self.runs, self.mass)
+
+    @functools.cached_property
+    def region(self) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) in SR pixels that the figures zoom to: the window and where
+        99% of every model's map lies."""
+        return informative_region([r.result.saliency for r in self.runs], self.window, self.runs[0].result.scale)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per model, in the order given, with its rank by DI (1 = smallest)."""
@@ -179,7 +185,7 @@ def render_comparison(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAU
     scale shared by all models, the map on the input, and the area of contribution."""
     runs = cmp.by_di()
     first = runs[0].result
-    region = informative_region([r.result.saliency for r in runs], cmp.window, first.scale)
+    region = cmp.region
     shared = shared_maps([r.result for r in runs])
     views = [panels(r.result, outlined=False) for r in runs]
     label = method_label(cmp.parameters["method"])
@@ -188,12 +194,8 @@ def render_comparison(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAU
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(len(rows), len(runs) + 2, width_ratios=[1.0] * (len(runs) + 1) + [0.06])
     x, y, size = cmp.window
-    overview = fig.add_subplot(grid[0, 0])
-    show_image(overview, views[0]["input"], f"input, window\nx={x} y={y} size={size}")
-    outline_window(overview, cmp.window)
-    top, left, bottom, right = region
-    overview.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white",
-                                 linestyle="--", linewidth=1.0))
+    show_overview(fig.add_subplot(grid[0, 0]), views[0]["input"], f"input, window\nx={x} y={y} size={size}",
+                  cmp.window, region)
     hr = hr_image(first)
     if hr is not None:
         _zoomed(fig.add_subplot(grid[1, 0]), hr, "HR image", cmp.window, region)
@@ -250,10 +252,10 @@ def render_area_of_interest(cmp: Comparison, path: str | os.PathLike, dpi: int =
     fig = Figure(figsize=(8.6, 5.0), dpi=dpi)
     FigureCanvasAgg(fig)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    show_image(left, panels(result)["input"], "input + window")
+    show_overview(left, panels(result, outlined=False)["input"], "input, window and zoomed region", cmp.window,
+                  cmp.region)
     show_image(right, overlay, f"area of interest (top pixels holding {100 * area.mass:.0f}% of each |LAM|)")
-    x, y, size = cmp.window  # outlined in black: red and blue are taken by the two pixel sets
-    right.add_patch(Rectangle((x, y), size, size, fill=False, edgecolor="black", linestyle="--"))
+    zoom_to(right, cmp.window, cmp.region, "black")  # black: red and blue are taken by the two pixel sets
     n_common, n_larger = int(area.common.sum()), int(area.larger_only.sum())
     handles = [Patch(color=COMMON_COLOUR / 255, label=f"used by every model ({n_common} px)"),
                Patch(color=LARGER_COLOUR / 255, label=f"used only by larger-DI {', '.join(area.larger)} "

@@ -86,12 +86,9 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
     fig = Figure(figsize=(0.6 + 2.7 * sum(ratios), 3.5), dpi=dpi)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios)
-    overview = fig.add_subplot(grid[0, 0])
-    show_image(overview, images["input"], f"input (x{result.scale} bicubic)\nwindow x={x} y={y} size={size}")
-    outline_window(overview, result.window)
-    if (top, left, bottom, right) != (0, 0, *result.sr_output.shape[1:]):
-        overview.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white",
-                                     linestyle="--", linewidth=1.0))
+    show_overview(fig.add_subplot(grid[0, 0]), images["input"],
+                  f"input (x{result.scale} bicubic)\nwindow x={x} y={y} size={size}", result.window,
+                  (top, left, bottom, right))
     for column, (name, title) in zip([1, *range(4, len(ratios))], zoomed):
         ax = fig.add_subplot(grid[0, column])
         if name == "saliency":
@@ -167,6 +164,17 @@ def outline_window(ax: Any, window: tuple[int, int, int], colour: str = "red") -
     """The analysed window as a rectangle in SR-pixel coordinates (pixel i spans [i, i + 1])."""
     x, y, size = window
     ax.add_patch(Rectangle((x, y), size, size, fill=False, edgecolor=colour, linewidth=1.2))
+
+
+def show_overview(ax: Any, image: np.ndarray, title: str, window: tuple[int, int, int],
+                  region: tuple[int, int, int, int]) -> None:
+    """The whole ``image`` with the window outlined and, dashed, the region the other panels show."""
+    show_image(ax, image, title)
+    outline_window(ax, window)
+    top, left, bottom, right = region
+    if (top, left, bottom, right) != (0, 0, *image.shape[:2]):
+        ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white",
+                               linestyle="--", linewidth=1.0))
 
 
 def zoom_to(ax: Any, window: tuple[int, int, int], region: tuple[int, int, int, int], colour: str = "red") -> None:
