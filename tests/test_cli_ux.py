@@ -89,6 +89,14 @@ def test_piped_output_never_wraps(monkeypatch):
     assert lines[0].endswith("(0.01%)") and any(long in line for line in lines[1:])
 
 
+def test_attribute_summary_stays_one_line_when_piped(files, tmp_path):
+    res = invoke("attribute", files["model"], files["lr"], "--size", 8, "--steps", 2, "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    first, second = res.stdout.splitlines()[:2]
+    assert first.startswith("DI ") and "gap" in first and len(first) > 80   # rich folded it at 80 columns
+    assert second.endswith(f"-> {tmp_path / 'o'}/")
+
+
 def test_one_default_window_everywhere(files, tmp_path):
     """The API, the CLI, batch's "center" and bench all put an unplaced window at the SR centre."""
     result = Attributor(files["model"], provider="cpu").attribute(files["lr"], size=8, steps=2)
