@@ -86,8 +86,9 @@ class Attributor:
                   scale: Optional[int] = None, internal_batch_size: Optional[int] = None,
                   crop: bool | str = "auto", progress: Any = None) -> LAMResult:
         """Attribute the ``size`` x ``size`` SR-output patch whose top-left corner is ``window``
-        = (x = column, y = row) in SR pixels (None: the centre of the SR output). ``crop``: "auto" (receptive-field cropping where it
-        is exact), True (the same, but say why when it is not possible), or False.
+        = (x = column, y = row) in SR pixels (None: centred on the SR output). ``crop``: "auto"
+        (receptive-field cropping where it is exact), True (the same, but say why when it is not
+        possible), or False.
         ``progress``: a callable(n_done) or None."""
         if internal_batch_size is not None and internal_batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {internal_batch_size}")

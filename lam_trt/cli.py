@@ -19,7 +19,6 @@ app = typer.Typer(
 COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "cache")
 
 
-
 def _print_version(value: bool) -> None:
     if value:
         from lam_trt import __version__
@@ -31,7 +30,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(version: Optional[bool] = typer.Option(None, "--version", callback=_print_version, is_eager=True,
                                                  help="Print lam-trt's version and exit.")) -> None:
-    """Local Attribution Maps for super-resolution networks, from a plain ONNX file."""
+    """Options of ``lam-trt`` itself, before any command."""
 
 
 for _name in COMMAND_MODULES:

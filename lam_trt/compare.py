@@ -184,35 +184,23 @@ def render_comparison(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAU
     to one region (the window and where 99% of every map lies): the SR crop, the map on one colour
     scale shared by all models, the map on the input, and the area of contribution."""
     runs = cmp.by_di()
-    first = runs[0].result
-    region = cmp.region
-    shared = shared_maps([r.result for r in runs])
-    views = [panels(r.result, outlined=False) for r in runs]
     label = method_label(cmp.parameters["method"])
     rows = ("SR output", f"{label}, shared scale", f"{label} on input", "area of contribution")
     fig = Figure(figsize=(0.8 + 2.3 * (len(runs) + 1), 0.9 + 2.3 * len(rows)), dpi=dpi)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(len(rows), len(runs) + 2, width_ratios=[1.0] * (len(runs) + 1) + [0.06])
+    lr_up = panels(runs[0].result, outlined=False)["input"]
     x, y, size = cmp.window
-    show_overview(fig.add_subplot(grid[0, 0]), views[0]["input"], f"input, window\nx={x} y={y} size={size}",
-                  cmp.window, region)
-    hr = hr_image(first)
+    show_overview(fig.add_subplot(grid[0, 0]), lr_up, f"input, window\nx={x} y={y} size={size}", cmp.window,
+                  cmp.region)
+    hr = hr_image(runs[0].result)
     if hr is not None:
-        _zoomed(fig.add_subplot(grid[1, 0]), hr, "HR image", cmp.window, region)
+        _zoomed(fig.add_subplot(grid[1, 0]), hr, "HR image", cmp)
     for row, text in enumerate(rows):
         fig.text(0.005, 1 - (row + 0.5) / len(rows) * 0.9 - 0.07, text, rotation=90, va="center",
                  fontsize=9, weight="bold")
-    extent = (0, first.sr_output.shape[2], first.sr_output.shape[1], 0)
-    for col, (run, view, shared_map) in enumerate(zip(runs, views, shared), start=1):
-        blend_up = blend(_upscale(seismic(shared_map), extent), views[0]["input"], 0.5)
-        name = "\n".join(textwrap.wrap(run.name, 22)) or run.name
-        _zoomed(fig.add_subplot(grid[0, col]), view["output"], f"{name}\nDI {format_number(run.di, '.2f')}", cmp.window,
-                region)
-        ax = fig.add_subplot(grid[1, col])
-        shown = show_image(ax, shared_map, "", cmap=SALIENCY_CMAP, vmin=0.0, vmax=1.0, extent=extent)
-        _zoomed(ax, None, "", cmp.window, region, MAP_WINDOW_COLOUR)
-        _zoomed(fig.add_subplot(grid[2, col]), blend_up, "", cmp.window, region)
-        _zoomed(fig.add_subplot(grid[3, col]), view["kde"], "", cmp.window, region)
+    for col, (run, shared_map) in enumerate(zip(runs, shared_maps([r.result for r in runs])), start=1):
+        shown = _model_column(fig, [grid[row, col] for row in range(len(rows))], run, shared_map, lr_up, cmp)
     bar = fig.colorbar(shown, cax=fig.add_subplot(grid[1, -1]), ticks=[0.0, 0.5, 1.0])
     bar.ax.tick_params(labelsize=7)
     bar.set_label("|map| / largest of all models", fontsize=7)
@@ -220,6 +208,22 @@ def render_comparison(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAU
                  f"({cmp.parameters['steps']} steps)", fontsize=11)
     fig.subplots_adjust(left=0.03, right=0.91, bottom=0.02, top=0.9, wspace=0.08, hspace=0.12)
     return save_figure(fig, path, fmt)
+
+
+def _model_column(fig: Figure, cells: list[Any], run: ModelRun, shared_map: np.ndarray, lr_up: np.ndarray,
+                  cmp: Comparison) -> Any:
+    """One model's column of Fig. 5, top to bottom; returns the map's image (for the colour bar)."""
+    view = panels(run.result, outlined=False)
+    height, width = lr_up.shape[:2]
+    map_up = np.asarray(Image.fromarray(seismic(shared_map)).resize((width, height), Image.NEAREST))
+    name = "\n".join(textwrap.wrap(run.name, 22)) or run.name
+    _zoomed(fig.add_subplot(cells[0]), view["output"], f"{name}\nDI {format_number(run.di, '.2f')}", cmp)
+    ax = fig.add_subplot(cells[1])
+    shown = show_image(ax, shared_map, "", cmap=SALIENCY_CMAP, vmin=0.0, vmax=1.0, extent=(0, width, height, 0))
+    zoom_to(ax, cmp.window, cmp.region, MAP_WINDOW_COLOUR)
+    _zoomed(fig.add_subplot(cells[2]), blend(map_up, lr_up, 0.5), "", cmp)
+    _zoomed(fig.add_subplot(cells[3]), view["kde"], "", cmp)
+    return shown
 
 
 def shared_maps(results: Sequence[LAMResult]) -> list[np.ndarray]:
@@ -230,16 +234,10 @@ def shared_maps(results: Sequence[LAMResult]) -> list[np.ndarray]:
     return [m / peak if peak > 0 else m for m in maps]
 
 
-def _upscale(rgb: np.ndarray, extent: tuple[int, int, int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(rgb).resize((extent[1], extent[2]), Image.NEAREST))
-
-
-def _zoomed(ax: Any, image: np.ndarray | None, title: str, window: tuple[int, int, int],
-            region: tuple[int, int, int, int], colour: str = "red") -> None:
-    """``image`` (None: what the axes already show) zoomed to ``region``, the window outlined."""
-    if image is not None:
-        show_image(ax, image, title)
-    zoom_to(ax, window, region, colour)
+def _zoomed(ax: Any, image: np.ndarray, title: str, cmp: Comparison) -> None:
+    """``image`` zoomed to the comparison's region, its window outlined."""
+    show_image(ax, image, title)
+    zoom_to(ax, cmp.window, cmp.region)
 
 
 def render_area_of_interest(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAULT_DPI,

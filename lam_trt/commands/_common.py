@@ -21,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # SciPy on every CLI start (``--help`` included); tests/test_cli_attribute.py keeps the two equal.
 METHODS = ("lam", "ig", "grad", "grad-x-input")
 RULES = ("right", "trapezoid", "gauss-legendre")
+UNWRAPPED_WIDTH = 10_000  # "no wrapping": wider than any line lam-trt prints
 
 
 class PipeConsole(Console):
@@ -40,7 +41,6 @@ class PipeConsole(Console):
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
-UNWRAPPED_WIDTH = 10_000
 # The figure options of every command that draws (attribute, compare); lam_trt.render owns the values.
 FIGURE_FORMATS = ("png", "pdf", "svg")
 FIGURE_DPI = 150
@@ -128,7 +128,7 @@ def stage(description: str, total: int | None = None) -> Iterator[Advance]:
 
 def path_points(method: str, steps: int, rule: str) -> int:
     """How many path images one attribution evaluates (the progress total); the kernels' paths
-    have this length (tests/test_progress.py checks it against lam_trt.kernels.make_path)."""
+    have this length (tests/test_cli_ux.py checks it against lam_trt.kernels.make_path)."""
     if method in ("grad", "grad-x-input"):
         return 1
     return steps + (rule == "trapezoid")
