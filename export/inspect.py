@@ -449,6 +449,10 @@ def inspect_model(model: str | Path | onnx.ModelProto, size: tuple[int, int] | N
 
 
 def _parameter_count(proto: onnx.ModelProto) -> int:
-    """Elements of the floating-point initializers: weights plus any constants folded at export."""
+    """The count `lam-trt export` recorded (PyTorch's, as export prints it), else the elements of the
+    floating-point initializers: weights plus any constants folded at export."""
+    recorded = {p.key: p.value for p in proto.metadata_props}.get("lam_trt.parameters", "")
+    if recorded.isdigit():
+        return int(recorded)
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
     return sum(math.prod(i.dims) for i in proto.graph.initializer if i.data_type in floats)

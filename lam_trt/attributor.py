@@ -28,6 +28,7 @@ from lam_trt.kernels import make_path
 from lam_trt.result import LAMResult
 from lam_trt.providers import resolve, session_options, session_providers
 from lam_trt.runner import GraphRunner
+from lam_trt.window import centre_window
 
 
 class Attributor:
@@ -77,14 +78,15 @@ class Attributor:
             self._runners[input_shape] = (runner, info)
         return self._runners[input_shape]
 
-    def attribute(self, image: ImageSource, window: tuple[int, int] = (0, 0), size: int = 16,
+    def attribute(self, image: ImageSource, window: Optional[tuple[int, int]] = None, size: int = 16,
                   steps: int = 100, sigma: float = 1.2, kernel_size: int = 9, method: str = "lam",
                   baselines: Optional[np.ndarray] = None, rule: str = "right", hr: bool = False,
                   scale: Optional[int] = None, internal_batch_size: Optional[int] = None,
                   crop: bool | str = "auto", progress: Any = None) -> LAMResult:
         """Attribute the ``size`` x ``size`` SR-output patch whose top-left corner is ``window``
-        = (x = column, y = row) in SR pixels. ``crop``: "auto" (receptive-field cropping where it
-        is exact), True (the same, but say why when it is not possible), or False.
+        = (x = column, y = row) in SR pixels (None: centred on the SR output). ``crop``: "auto"
+        (receptive-field cropping where it is exact), True (the same, but say why when it is not
+        possible), or False.
         ``progress``: a callable(n_done) or None."""
         if internal_batch_size is not None and internal_batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
@@ -95,9 +97,10 @@ class Attributor:
         else:
             path = make_path(method, img, steps=steps, sigma=sigma, kernel_size=kernel_size,
                              baseline=baselines, rule=rule)
-        x, y, size = int(window[0]), int(window[1]), int(size)
         t_path = time.perf_counter()
         sr = self.forward(np.stack([img, path.baseline]))
+        x, y = window if window is not None else centre_window(sr.shape[2:], size)
+        x, y, size = int(x), int(y), int(size)
         check_window(x, y, size, sr.shape[1:])
         ends = metrics.gradient_detector(sr, (y, x, size, size))
         sr_scale = sr.shape[2] / img.shape[1]
@@ -230,7 +233,7 @@ def check_window(x: int, y: int, size: int, output_shape: tuple[int, ...]) -> tu
     return y, x, size, size
 
 
-def attribute(model: str | os.PathLike | onnx.ModelProto, image: ImageSource, window: tuple[int, int] = (0, 0),
+def attribute(model: str | os.PathLike | onnx.ModelProto, image: ImageSource, window: Optional[tuple[int, int]] = None,
               provider: str = "auto", **kwargs: Any) -> LAMResult:
     """One-shot ``Attributor(model, provider).attribute(image, window, ...)``."""
     return Attributor(model, provider=provider).attribute(image, window=window, **kwargs)

@@ -22,6 +22,7 @@ import lam_trt
 from lam_trt.errors import InputError
 from lam_trt.export.source import image_io, load_model, static_dims
 from lam_trt.images import ImageSource
+from lam_trt.window import centre_window
 
 PERCENTILES = (50, 90, 99)
 DEFAULT_SIZE = (64, 64)   # the paper's LR size
@@ -123,14 +124,6 @@ def synthetic_image(channels: int, size: tuple[int, int], seed: int = 0) -> np.n
     phase = rng.random((channels, 1, 1)) * 2 * np.pi
     smooth = 0.5 + 0.25 * np.sin(6 * xx + phase) * np.cos(4 * yy - phase)
     return np.clip(smooth + 0.2 * rng.random((channels, h, w)), 0, 1).astype(np.float32)
-
-
-def centre_window(output_hw: tuple[int, int], size: int) -> tuple[int, int]:
-    """(x, y) of a size x size window at the centre of an SR output (inside the detector map)."""
-    h, w = output_hw
-    if size < 1 or size > min(h, w) - 1:
-        raise InputError(f"window size {size} does not fit the {w}x{h} SR output")
-    return min((w - size) // 2, w - 1 - size), min((h - size) // 2, h - 1 - size)
 
 
 class PeakMemory:

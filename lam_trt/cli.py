@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Optional
 
 import typer
 
@@ -15,7 +16,22 @@ app = typer.Typer(
 
 # Command modules are imported by name so that a missing optional extra (torch, ray) only
 # matters when its command runs, never for `lam-trt attribute`.
-COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare")
+COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "cache")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from lam_trt import __version__
+
+        typer.echo(f"lam-trt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Optional[bool] = typer.Option(None, "--version", callback=_print_version, is_eager=True,
+                                                 help="Print lam-trt's version and exit.")) -> None:
+    """Options of ``lam-trt`` itself, before any command."""
+
 
 for _name in COMMAND_MODULES:
     try:

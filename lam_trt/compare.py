@@ -10,28 +10,32 @@ abs-normalised map: a threshold that adapts to each map instead of one fixed lev
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch
 from PIL import Image
 
 from lam_trt.errors import InputError
 from lam_trt.images import ImageSource
-from lam_trt.io import atomic_write, staged_dir, write_json
-from lam_trt.render import draw_window, panels
+from lam_trt.io import staged_dir, write_json
+from lam_trt.render import (DEFAULT_DPI, MAP_WINDOW_COLOUR, SALIENCY_CMAP, blend, format_number, hr_image,
+                            informative_region, mass_pixels, method_label, panels, save_figure, seismic, show_image,
+                            show_overview, zoom_to)
 from lam_trt.result import LAMResult
+from lam_trt.window import centre_window
 
 COMMON_COLOUR = np.array([220, 30, 30])    # used by every model (the paper's red)
 LARGER_COLOUR = np.array([30, 90, 230])    # used only by the larger-DI models (the paper's blue)
-FILES = ("compare.png", "area_of_interest.png", "compare.json")
 
 
 @dataclass
@@ -75,6 +79,12 @@ class Comparison:
     def area(self) -> AreaOfInterest:
         return area_of_interest(self.runs, self.mass)
 
+    @functools.cached_property
+    def region(self) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) in SR pixels that the figures zoom to: the window and where
+        99% of every model's map lies."""
+        return informative_region([r.result.saliency for r in self.runs], self.window, self.runs[0].result.scale)
+
     def table(self) -> list[dict[str, Any]]:
         """One row per model, in the order given, with its rank by DI (1 = smallest)."""
         rank = {id(r): i for i, r in enumerate(self.by_di(), start=1)}
@@ -98,12 +108,13 @@ class Comparison:
                                      "lr_pixels": int(area.common.size)}}
 
 
-def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, window: tuple[int, int],
+def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, window: tuple[int, int] | None = None,
                    size: int = 16, steps: int = 100, sigma: float = 1.2, kernel_size: int = 9,
                    method: str = "lam", provider: str = "auto", mass: float = 0.5,
-                   progress: Callable[[str], None] | None = None) -> Comparison:
+                   stage: Callable[[str], ContextManager[Callable[[int], None]]] | None = None) -> Comparison:
     """LAM of the same window for every model. All SR outputs must have the same size (same scale),
-    or the windows would not be the same pixels; that is checked before anything is attributed."""
+    or the windows would not be the same pixels; that is checked before anything is attributed.
+    ``stage(model name)``: a context giving each model's progress callback (path images done)."""
     from lam_trt.attributor import Attributor, check_window
 
     if len(models) < 2:
@@ -117,14 +128,13 @@ def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, wind
     if len({s[1:] for s in shapes}) > 1:
         sizes = ", ".join(f"{n} {s[2]}x{s[1]}" for n, s in zip(names, shapes))
         raise InputError(f"the models' SR outputs differ in size ({sizes}); compare needs models of one scale")
-    x, y = (int(v) for v in window)
+    x, y = (int(v) for v in (window if window is not None else centre_window(shapes[0][1:], size)))
     check_window(x, y, size, shapes[0])
     runs = []
     for name, model, attributor, img in zip(names, models, attributors, images):
-        if progress is not None:
-            progress(name)
-        result = attributor.attribute(img, window=(x, y), size=size, steps=steps, sigma=sigma,
-                                      kernel_size=kernel_size, method=method)
+        with (stage(name) if stage is not None else contextlib.nullcontext(None)) as advance:
+            result = attributor.attribute(img, window=(x, y), size=size, steps=steps, sigma=sigma,
+                                          kernel_size=kernel_size, method=method, progress=advance)
         runs.append(ModelRun(name, str(model), attributor.sha256, result))
     parameters = {"size": size, "steps": steps, "sigma": sigma, "kernel_size": kernel_size, "method": method,
                   "provider": runs[0].result.meta.get("runtime", {}).get("provider", provider)}
@@ -149,13 +159,7 @@ def model_names(models: Sequence[str | os.PathLike]) -> list[str]:
 def used_pixels(saliency: np.ndarray, mass: float = 0.5) -> np.ndarray:
     """The fewest pixels, largest first, whose values hold ``mass`` of the map's sum (ties at the
     threshold included). An all-zero map uses no pixel."""
-    values = np.asarray(saliency, dtype=np.float64)
-    total = values.sum()
-    if total <= 0:
-        return np.zeros(values.shape, dtype=bool)
-    ordered = np.sort(values.ravel())[::-1]
-    k = int(np.searchsorted(np.cumsum(ordered), mass * total * (1 - 1e-12)))
-    return values >= ordered[min(k, ordered.size - 1)]
+    return mass_pixels(saliency, mass)
 
 
 def area_of_interest(runs: Sequence[ModelRun], mass: float = 0.5) -> AreaOfInterest:
@@ -174,43 +178,82 @@ def area_of_interest(runs: Sequence[ModelRun], mass: float = 0.5) -> AreaOfInter
 
 # ------------------------------------------------------------------------------------- pictures
 
-def render_comparison(cmp: Comparison, path: str | os.PathLike) -> Path:
-    """Fig. 5 as one PNG: the input with the window, then one column per model sorted by DI
-    (rows: SR crop around the window, LAM, LAM on the input), DI in each column's title."""
+def render_comparison(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAULT_DPI, fmt: str | None = None) -> Path:
+    """Fig. 5: a small view of the input with the window and the zoomed region (and the HR crop
+    when the results carry the HR image), then one column per model sorted by DI, every row zoomed
+    to one region (the window and where 99% of every map lies): the SR crop, the map on one colour
+    scale shared by all models, the map on the input, and the area of contribution."""
     runs = cmp.by_di()
-    views = [panels(r.result) for r in runs]
-    x, y, size = cmp.window
-    fig = Figure(figsize=(2.4 * (len(runs) + 1), 7.6), dpi=100)
+    label = method_label(cmp.parameters["method"])
+    rows = ("SR output", f"{label}, shared scale", f"{label} on input", "area of contribution")
+    fig = Figure(figsize=(0.8 + 2.3 * (len(runs) + 1), 0.9 + 2.3 * len(rows)), dpi=dpi)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(3, len(runs) + 1)
-    first = fig.add_subplot(grid[0, 0])
-    _show(first, views[0]["input"], f"input\nwindow x={x} y={y} size={size}")
-    for row, label in enumerate(("SR crop", "LAM", "LAM on input")):
-        fig.text(0.01, 0.78 - 0.31 * row, label, rotation=90, va="center", fontsize=10, weight="bold")
-    for col, (run, view) in enumerate(zip(runs, views), start=1):
-        _show(fig.add_subplot(grid[0, col]), _crop(view["output"], cmp.window),
-              f"{run.name}\nDI {run.di:.2f}")
-        _show(fig.add_subplot(grid[1, col]), view["saliency"], "")
-        _show(fig.add_subplot(grid[2, col]), draw_window(view["blend"], cmp.window), "")
-    fig.suptitle(f"LAM of {len(runs)} models, sorted by diffusion index ({cmp.parameters['method']}, "
-                 f"{cmp.parameters['steps']} steps)", fontsize=11)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.02, top=0.88, wspace=0.06, hspace=0.12)
-    return _save(fig, path)
+    grid = fig.add_gridspec(len(rows), len(runs) + 2, width_ratios=[1.0] * (len(runs) + 1) + [0.06])
+    lr_up = panels(runs[0].result, outlined=False)["input"]
+    x, y, size = cmp.window
+    show_overview(fig.add_subplot(grid[0, 0]), lr_up, f"input, window\nx={x} y={y} size={size}", cmp.window,
+                  cmp.region)
+    hr = hr_image(runs[0].result)
+    if hr is not None:
+        _zoomed(fig.add_subplot(grid[1, 0]), hr, "HR image", cmp)
+    for row, text in enumerate(rows):
+        fig.text(0.005, 1 - (row + 0.5) / len(rows) * 0.9 - 0.07, text, rotation=90, va="center",
+                 fontsize=9, weight="bold")
+    for col, (run, shared_map) in enumerate(zip(runs, shared_maps([r.result for r in runs])), start=1):
+        shown = _model_column(fig, [grid[row, col] for row in range(len(rows))], run, shared_map, lr_up, cmp)
+    bar = fig.colorbar(shown, cax=fig.add_subplot(grid[1, -1]), ticks=[0.0, 0.5, 1.0])
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("|map| / largest of all models", fontsize=7)
+    fig.suptitle(f"{label} of {len(runs)} models, sorted by diffusion index, smallest first "
+                 f"({cmp.parameters['steps']} steps)", fontsize=11)
+    fig.subplots_adjust(left=0.03, right=0.91, bottom=0.02, top=0.9, wspace=0.08, hspace=0.12)
+    return save_figure(fig, path, fmt)
 
 
-def render_area_of_interest(cmp: Comparison, path: str | os.PathLike) -> Path:
+def _model_column(fig: Figure, cells: list[Any], run: ModelRun, shared_map: np.ndarray, lr_up: np.ndarray,
+                  cmp: Comparison) -> Any:
+    """One model's column of Fig. 5, top to bottom; returns the map's image (for the colour bar)."""
+    view = panels(run.result, outlined=False)
+    height, width = lr_up.shape[:2]
+    map_up = np.asarray(Image.fromarray(seismic(shared_map)).resize((width, height), Image.NEAREST))
+    name = "\n".join(textwrap.wrap(run.name, 22)) or run.name
+    _zoomed(fig.add_subplot(cells[0]), view["output"], f"{name}\nDI {format_number(run.di, '.2f')}", cmp)
+    ax = fig.add_subplot(cells[1])
+    shown = show_image(ax, shared_map, "", cmap=SALIENCY_CMAP, vmin=0.0, vmax=1.0, extent=(0, width, height, 0))
+    zoom_to(ax, cmp.window, cmp.region, MAP_WINDOW_COLOUR)
+    _zoomed(fig.add_subplot(cells[2]), blend(map_up, lr_up, 0.5), "", cmp)
+    _zoomed(fig.add_subplot(cells[3]), view["kde"], "", cmp)
+    return shown
+
+
+def shared_maps(results: Sequence[LAMResult]) -> list[np.ndarray]:
+    """Each model's |sum over channels| divided by the largest value of all models: one scale, so
+    a weaker map looks weaker (each result's own saliency is divided by its own max)."""
+    maps = [np.abs(np.asarray(r.attribution, dtype=np.float64).sum(axis=0)) for r in results]
+    peak = max(float(m.max(initial=0.0)) for m in maps)
+    return [m / peak if peak > 0 else m for m in maps]
+
+
+def _zoomed(ax: Any, image: np.ndarray, title: str, cmp: Comparison) -> None:
+    """``image`` zoomed to the comparison's region, its window outlined."""
+    show_image(ax, image, title)
+    zoom_to(ax, cmp.window, cmp.region)
+
+
+def render_area_of_interest(cmp: Comparison, path: str | os.PathLike, dpi: int = DEFAULT_DPI,
+                            fmt: str | None = None) -> Path:
     """Fig. 6 as one PNG: the input with the window, and the area of interest on the LR image."""
     area = cmp.area
     result = cmp.runs[0].result
     height, width = result.sr_output.shape[1:]
     overlay = np.asarray(Image.fromarray(area_picture(result.image, area)).resize((width, height), Image.NEAREST))
-    fig = Figure(figsize=(8.6, 5.0), dpi=100)
+    fig = Figure(figsize=(8.6, 5.0), dpi=dpi)
     FigureCanvasAgg(fig)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    _show(left, panels(result)["input"], "input + window")
-    _show(right, overlay, f"area of interest (top pixels holding {100 * area.mass:.0f}% of each |LAM|)")
-    x, y, size = cmp.window  # outlined in black: red and blue are taken by the two pixel sets
-    right.add_patch(Rectangle((x - 0.5, y - 0.5), size, size, fill=False, edgecolor="black", linestyle="--"))
+    show_overview(left, panels(result, outlined=False)["input"], "input, window and zoomed region", cmp.window,
+                  cmp.region)
+    show_image(right, overlay, f"area of interest (top pixels holding {100 * area.mass:.0f}% of each |LAM|)")
+    zoom_to(right, cmp.window, cmp.region, "black")  # black: red and blue are taken by the two pixel sets
     n_common, n_larger = int(area.common.sum()), int(area.larger_only.sum())
     handles = [Patch(color=COMMON_COLOUR / 255, label=f"used by every model ({n_common} px)"),
                Patch(color=LARGER_COLOUR / 255, label=f"used only by larger-DI {', '.join(area.larger)} "
@@ -219,7 +262,7 @@ def render_area_of_interest(cmp: Comparison, path: str | os.PathLike) -> Path:
         handles.append(Patch(color="none", label=f"(not by smaller-DI {', '.join(area.smaller)})"))
     fig.legend(handles=handles, loc="lower center", ncol=1, fontsize=9, frameon=False)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.2, top=0.92, wspace=0.06)
-    return _save(fig, path)
+    return save_figure(fig, path, fmt)
 
 
 def area_picture(image: np.ndarray, area: AreaOfInterest) -> np.ndarray:
@@ -231,32 +274,17 @@ def area_picture(image: np.ndarray, area: AreaOfInterest) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
-def write_comparison(cmp: Comparison, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """compare.png, area_of_interest.png and compare.json in ``out_dir``, all or nothing."""
+def write_comparison(cmp: Comparison, out_dir: str | os.PathLike, figure: str = "png",
+                     dpi: int = DEFAULT_DPI) -> dict[str, Any]:
+    """compare.<figure>, area_of_interest.<figure> and compare.json in ``out_dir``, all or nothing."""
+    names = {"compare": f"compare.{figure}", "area": f"area_of_interest.{figure}", "json": "compare.json"}
     summary = cmp.to_dict()
     with staged_dir(out_dir) as stage:
-        render_comparison(cmp, stage / "compare.png")
-        render_area_of_interest(cmp, stage / "area_of_interest.png")
-        write_json(stage / "compare.json", summary)
-    summary["files"] = {name: str(Path(out_dir) / name) for name in FILES}
+        render_comparison(cmp, stage / names["compare"], dpi=dpi)
+        render_area_of_interest(cmp, stage / names["area"], dpi=dpi)
+        write_json(stage / names["json"], summary)
+    summary["files"] = {name: str(Path(out_dir) / name) for name in names.values()}
     return summary
-
-
-def _crop(image: np.ndarray, window: tuple[int, int, int]) -> np.ndarray:
-    """The window with half a window of context on each side (less at the border)."""
-    x, y, size = window
-    margin = max(2, size // 2)
-    return image[max(0, y - margin):y + size + margin, max(0, x - margin):x + size + margin]
-
-
-def _show(ax: Any, image: np.ndarray, title: str) -> None:
-    ax.imshow(image, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.set_axis_off()
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda p: fig.savefig(p, format="png"))
 
 
 __all__ = ["AreaOfInterest", "Comparison", "ModelRun", "area_of_interest", "area_picture", "compare_models",

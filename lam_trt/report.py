@@ -5,19 +5,27 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lam_trt.errors import InputError
 from lam_trt.io import staged_dir, write_json, write_npy
-from lam_trt.render import render_lam, render_path
+from lam_trt.render import DEFAULT_DPI, PATH_METHODS, figure_format, render_lam, render_path
 from lam_trt.result import LAMResult
 
 
-def write_result(result: LAMResult, out_dir: str | os.PathLike, **extra: Any) -> dict[str, Any]:
-    """attribution.npy, result.json, lam.png and path.png in ``out_dir``; returns the JSON dict."""
+def write_result(result: LAMResult, out_dir: str | os.PathLike, figure: str = "png", dpi: int = DEFAULT_DPI,
+                 **extra: Any) -> dict[str, Any]:
+    """attribution.npy, result.json, lam.<figure> and (for the path methods, whose integral it
+    plots) path.<figure> in ``out_dir``; returns the JSON dict."""
+    fmt = figure_format(f"lam.{figure}")
+    if not 10 <= dpi <= 1200:
+        raise InputError(f"--dpi must be between 10 and 1200, got {dpi}")
+    names = ["attribution.npy", "result.json", f"lam.{fmt}"]
+    names += [f"path.{fmt}"] if result.method in PATH_METHODS else []
     summary = {**result.to_dict(), **extra}
     with staged_dir(out_dir) as stage:
         write_npy(stage / "attribution.npy", result.attribution)
         write_json(stage / "result.json", summary)
-        render_lam(result, stage / "lam.png")
-        render_path(result, stage / "path.png")
-    summary["files"] = {name: str(Path(out_dir) / name)
-                        for name in ("attribution.npy", "result.json", "lam.png", "path.png")}
+        render_lam(result, stage / f"lam.{fmt}", dpi=dpi)
+        if result.method in PATH_METHODS:
+            render_path(result, stage / f"path.{fmt}", dpi=dpi)
+    summary["files"] = {name: str(Path(out_dir) / name) for name in names}
     return summary

@@ -137,3 +137,42 @@ def test_cli_prints_the_table_and_json(env, tmp_path):
         assert f"{row['diffusion_index']:.3f}" in result.stdout
     assert summary["window"] == {"x": WINDOW[0], "y": WINDOW[1], "size": 16}
     assert summary["parameters"]["steps"] == STEPS
+
+
+def test_shared_scale_keeps_the_ratio_between_models():
+    from lam_trt.compare import shared_maps
+
+    base = np.zeros((3, 5, 5), np.float32)
+    strong, weak = base.copy(), base.copy()
+    strong[:, 2, 2], weak[:, 1, 1] = 2.0, 0.5
+    maps = shared_maps([SimpleNamespace(attribution=strong), SimpleNamespace(attribution=weak)])
+    assert maps[0].max() == 1.0 and maps[1].max() == pytest.approx(0.25)   # own max would make both 1
+    assert not np.any(shared_maps([SimpleNamespace(attribution=base)])[0])
+
+
+def test_figure_rows_zoom_and_hr(env, tmp_path):
+    """compare.svg: the four rows, one colour bar, the zoomed region shared by the rows, the HR crop."""
+    cmp = compare_models([env.narrow, env.wide], env.image, WINDOW, steps=STEPS)
+    summary = write_comparison(cmp, tmp_path / "plain", figure="svg", dpi=72)
+    svg = (tmp_path / "plain" / "compare.svg").read_text()
+    for text in ("SR output", "LAM, shared scale", "LAM on input", "area of contribution",
+                 "largest of all models", "smallest first"):
+        assert text in svg, text
+    assert "HR image" not in svg and sorted(summary["files"]) == ["area_of_interest.svg", "compare.json",
+                                                                  "compare.svg"]
+    for run in cmp.runs:
+        run.result.hr_image = np.random.default_rng(0).random(run.result.sr_output.shape, dtype=np.float32)
+    write_comparison(cmp, tmp_path / "hr", figure="svg")
+    assert "HR image" in (tmp_path / "hr" / "compare.svg").read_text()
+
+
+def test_cli_table_keeps_long_names_whole_and_explains_the_rank(env, tmp_path):
+    long_name = tmp_path / ("a_rather_long_model_name_" + "x" * 60 + ".onnx")
+    long_name.write_bytes(env.wide.read_bytes())
+    result = CliRunner().invoke(app, ["compare", str(env.narrow), str(long_name), str(env.image), "--steps",
+                                      str(STEPS), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert long_name.stem in result.stdout                       # on one line, not cut or folded
+    assert "rank 1 = the smallest DI" in result.stdout
+    stages = [line for line in result.stderr.splitlines() if line.startswith("lam-trt:")]
+    assert len(stages) == 2 and all(f"{STEPS}/{STEPS}" in line for line in stages)

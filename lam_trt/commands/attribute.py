@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import (METHODS, RULES, err_console, handle_errors, out_console, print_json,
-                                     show_progress)
+from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, check_figure_options,
+                                     handle_errors, out_console, path_points, print_json, stage)
 from lam_trt.errors import InputError
 
 
@@ -19,8 +19,8 @@ def register(app: typer.Typer) -> None:
 def attribute_command(
     model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
     image: Path = typer.Argument(..., help="The model's LR input (or an HR image with --hr)."),
-    window: tuple[int, int] = typer.Option(..., "--window", help="X Y: column and row of the window's "
-                                           "top-left corner in SR-output pixels."),
+    window: Optional[tuple[int, int]] = typer.Option(None, "--window", help="X Y: column and row of the window's "
+                                                     "top-left corner in SR-output pixels (default: centred)."),
     size: int = typer.Option(16, help="Window size in SR-output pixels."),
     steps: int = typer.Option(100, help="Path steps (the paper uses 100; the authors' notebook 50)."),
     sigma: float = typer.Option(1.2, help="Blur of the baseline."),
@@ -34,41 +34,26 @@ def attribute_command(
                                              "(default: from a memory budget)."),
     out: Path = typer.Option(Path("lam-out"), "--out", help="Output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    figure: FigureFormat = "png",
+    dpi: FigureDpi = FIGURE_DPI,
 ) -> None:
     """Compute the Local Attribution Map of one window of MODEL's output for IMAGE."""
     from lam_trt.attributor import Attributor
     from lam_trt.report import write_result
 
+    check_figure_options(figure, dpi)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     attributor = Attributor(model, provider=provider)
-    with progress_bar(steps) as advance:
+    with stage("path images", path_points(method.lower(), steps, rule)) as advance:
         result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
                                       kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
                                       scale=scale, internal_batch_size=batch_size, progress=advance)
-    summary = write_result(result, out, source_image=str(image))
+    summary = write_result(result, out, figure=figure.lower(), dpi=dpi, source_image=str(image))
     if json_out:
         print_json(summary)
     else:
         print_summary(summary, out)
-
-
-def progress_bar(total: int):
-    """A rich progress bar on stderr when a person is watching, else a no-op callback."""
-    import contextlib
-
-    if not show_progress():
-        return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    @contextlib.contextmanager
-    def bar():
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=True, console=err_console) as p:
-            task = p.add_task("path images", total=None)
-            yield lambda n: p.advance(task, n)
-
-    return bar()
 
 
 def print_summary(summary: dict, out: Path) -> None:

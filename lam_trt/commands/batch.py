@@ -1,14 +1,12 @@
 """``lam-trt batch``: LAM of many images and windows into one results file; resumable, with QA gates."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import METHODS, err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import METHODS, handle_errors, out_console, print_json, stage
 from lam_trt.errors import GateError
 
 
@@ -51,8 +49,8 @@ def batch_command(
         require_ray()
     params = BatchParams(WindowSpec.parse(windows), size, steps, sigma, kernel_size, method.lower())
     plan = plan_batch(model, inputs, out, params, fmt.lower(), provider, Gates(min_di, max_gap, fail_on_error))
-    with row_progress(len(plan.images) * _windows_per_image(params)) as advance:
-        outcome = run_batch(plan, ray=use_ray, ray_address=ray_address, on_row=advance)
+    with stage("rows", len(plan.images) * _windows_per_image(params)) as advance:
+        outcome = run_batch(plan, ray=use_ray, ray_address=ray_address, on_row=lambda _row: advance(1))
     summary = {**outcome.summary, "new_rows": outcome.new_rows, "skipped_rows": outcome.skipped_rows,
                "files": {"results": str(plan.log.path), "run": str(out / "run.json"),
                          "summary": str(out / "summary.json")}}
@@ -71,22 +69,6 @@ def batch_command(
 def _windows_per_image(params: Any) -> int:
     spec = params.windows
     return {"center": 1, "grid": spec.grid ** 2}.get(spec.kind, len(spec.listed))
-
-
-def row_progress(total: int) -> contextlib.AbstractContextManager[Callable[[Any], None] | None]:
-    """A rich bar of rows on stderr when a person is watching, else no callback."""
-    if not show_progress():
-        return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    @contextlib.contextmanager
-    def bar() -> Iterator[Callable[[Any], None]]:
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=True, console=err_console) as p:
-            task = p.add_task("rows", total=total)
-            yield lambda _row: p.advance(task)
-
-    return bar()
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import RULES, err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import RULES, handle_errors, out_console, print_json, stage
 
 
 def register(app: typer.Typer) -> None:
@@ -44,14 +44,10 @@ def bench_command(
         raise InputError("give --size or --image, not both")
     hw = parse_size(size) if size is not None else None
 
-    def on_run(index: int, seconds: float) -> None:
-        if show_progress():
-            label = f"warm-up {index + warmup + 1}/{warmup}" if index < 0 else f"run {index + 1}/{repeats}"
-            err_console.print(f"[dim]{label}: {seconds:.3f} s[/]")
-
-    report = run_benchmark(model, size=hw, image=image, steps=steps, provider=provider, repeats=repeats,
-                           warmup=warmup, threads=threads, batch_size=batch_size, window_size=window_size,
-                           rule=rule, crop="auto" if crop else False, on_run=on_run)
+    with stage(f"attributions ({warmup} warm-up, {repeats} timed)", warmup + repeats) as advance:
+        report = run_benchmark(model, size=hw, image=image, steps=steps, provider=provider, repeats=repeats,
+                               warmup=warmup, threads=threads, batch_size=batch_size, window_size=window_size,
+                               rule=rule, crop="auto" if crop else False, on_run=lambda _i, _s: advance(1))
     summary = report.to_dict()
     if json_out:
         print_json(summary)

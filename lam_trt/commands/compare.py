@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import METHODS, err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import (FIGURE_DPI, METHODS, FigureDpi, FigureFormat, check_figure_options,
+                                     handle_errors, out_console, path_points, print_json, stage)
 from lam_trt.errors import InputError
 
 
@@ -18,8 +19,8 @@ def register(app: typer.Typer) -> None:
 def compare_command(
     paths: list[Path] = typer.Argument(..., metavar="MODEL1 MODEL2 ... IMAGE",
                                        help="Two or more ONNX SR models of one scale, then the LR image."),
-    window: tuple[int, int] = typer.Option(..., "--window", help="X Y: column and row of the window's "
-                                           "top-left corner in SR-output pixels."),
+    window: Optional[tuple[int, int]] = typer.Option(None, "--window", help="X Y: column and row of the window's "
+                                                     "top-left corner in SR-output pixels (default: centred)."),
     size: int = typer.Option(16, help="Window size in SR-output pixels."),
     steps: int = typer.Option(100, help="Path steps."),
     sigma: float = typer.Option(1.2, help="Blur of the baseline."),
@@ -30,18 +31,21 @@ def compare_command(
                                "share of its |LAM|."),
     out: Path = typer.Option(Path("lam-compare"), "--out", help="Output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    figure: FigureFormat = "png",
+    dpi: FigureDpi = FIGURE_DPI,
 ) -> None:
     """Compare the LAM of one window across SR models (the paper's Fig. 5 and Fig. 6)."""
     from lam_trt.compare import compare_models, write_comparison
 
+    check_figure_options(figure, dpi)
     if len(paths) < 3:
         raise InputError("give at least two models and then the image: MODEL1 MODEL2 ... IMAGE")
     *models, image = paths
-    note = (lambda name: err_console.print(f"attributing {name} ...")) if show_progress() else None
+    points = path_points(method.lower(), steps, "right")
     comparison = compare_models(models, image, window, size=size, steps=steps, sigma=sigma,
                                 kernel_size=kernel_size, method=method.lower(), provider=provider, mass=mass,
-                                progress=note)
-    summary = write_comparison(comparison, out)
+                                stage=lambda name: stage(f"path images of {name}", points))
+    summary = write_comparison(comparison, out, figure=figure.lower(), dpi=dpi)
     if json_out:
         print_json(summary)
     else:
@@ -53,15 +57,23 @@ def print_table(summary: dict[str, Any], out: Path) -> None:
 
     table = Table(title=f"LAM of window x={summary['window']['x']} y={summary['window']['y']} "
                         f"size={summary['window']['size']}", title_justify="left")
-    for column in ("model", "DI", "rank", "Gini", "gap", "gap %", "pixels used", "seconds"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column("model", overflow="fold")  # the whole name, folded on a narrow terminal, never cut
+    for column in ("DI", "rank", "Gini", "gap", "gap %", "pixels used", "seconds"):
+        table.add_column(column, justify="right")
     for row in summary["models"]:
         rel = row["completeness_gap_relative"]
-        table.add_row(row["model"], f"{row['diffusion_index']:.3f}", str(row["rank_by_di"]), f"{row['gini']:.4f}",
-                      f"{row['completeness_gap']:.4g}", f"{100 * rel:.2f}" if rel is not None else "-",
-                      str(row["pixels_used"]), f"{row['seconds']:.2f}" if row["seconds"] is not None else "-")
+        table.add_row(row["model"], _number(row["diffusion_index"], ".3f"), str(row["rank_by_di"]),
+                      _number(row["gini"], ".4f"), _number(row["completeness_gap"], ".4g"),
+                      _number(None if rel is None else 100 * rel, ".2f"), str(row["pixels_used"]),
+                      _number(row["seconds"], ".2f"))
     out_console.print(table)
+    out_console.print("DI (diffusion index): how widely a model draws on the input; rank 1 = the smallest DI, "
+                      "the most local model")
     area = summary["area_of_interest"]
     out_console.print(f"area of interest (top {100 * area['mass']:.0f}% of each |LAM|): {area['common_pixels']} "
                       f"pixels used by all, {area['larger_di_only_pixels']} only by larger-DI "
                       f"{', '.join(area['larger_di_models'])}  -> {out}/")
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

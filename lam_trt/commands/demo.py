@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from lam_trt.commands._common import handle_errors, out_console, print_json
-from lam_trt.commands.attribute import print_summary, progress_bar
+from lam_trt.commands._common import handle_errors, out_console, path_points, print_json, stage
+from lam_trt.commands.attribute import print_summary
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +36,7 @@ def demo_command(
     model, image, info = demo_files()
     x, y = info["demo_window"]["x"], info["demo_window"]["y"]
     size = info["demo_window"].get("size", 16)
-    with progress_bar(steps) as advance:
+    with stage("path images", path_points("lam", steps, "right")) as advance:
         result = Attributor(model, provider=provider).attribute(image, window=(x, y), size=size, steps=steps,
                                                                 progress=advance)
     summary = write_result(result, out, source_image="demo_lr.png (bundled)",

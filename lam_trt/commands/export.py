@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors, out_console, print_json
+from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, stage
 from lam_trt.errors import InputError
 from lam_trt.io import write_bytes
 
@@ -46,7 +46,7 @@ def export(
     width: Optional[int] = typer.Option(None, "--width", help="Zoo: channel width (default: the published one, or read from the checkpoint)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Zoo: number of blocks or groups (default: the published one)."),
     size: str = typer.Option(DEFAULT_SIZE, "--size", help="LR input HxW used for tracing and the check; the fixed size where H and W cannot be dynamic."),
-    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write (default: CHECKPOINT's name with .onnx, or ARCH.onnx, in the current folder)."),
     attribution_graph: Optional[Path] = typer.Option(None, "--attribution-graph", help="Also write the attribution graph for --size."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest relative onnxruntime-vs-PyTorch error accepted (exit code 1 above)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -60,8 +60,10 @@ def export(
     from lam_trt.export.checkpoint import load_model
     from lam_trt.export.torch_export import export_onnx
 
+    output = output if output is not None else Path(f"{checkpoint.stem if checkpoint else arch}.onnx")
     torch.manual_seed(0)  # --random-init exports are reproducible
-    loaded = load_model(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
+    with stage("loading the model"):
+        loaded = load_model(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
     if min(h, w) < loaded.min_size:
         raise InputError(f"{loaded.architecture} needs inputs of at least {loaded.min_size} pixels, --size is {h}x{w}")
     notes = _size_notes(loaded, h, w)
@@ -69,15 +71,18 @@ def export(
         "lam_trt.architecture": loaded.architecture,
         "lam_trt.scale": str(loaded.scale),
         "lam_trt.source": loaded.source,
+        "lam_trt.parameters": str(_parameters(loaded)),  # inspect reports this count (ONNX folds some)
     }
-    report = export_onnx(
-        loaded.module, output, in_channels=loaded.in_channels, size=(h, w),
-        fixed_hw=loaded.fixed_size, metadata=metadata, tolerance=tolerance,
-    )
+    with stage("exporting to ONNX and checking it against PyTorch"):
+        report = export_onnx(
+            loaded.module, output, in_channels=loaded.in_channels, size=(h, w),
+            fixed_hw=loaded.fixed_size, metadata=metadata, tolerance=tolerance,
+        )
     notes += [n for n in report.warnings if not (loaded.fixed_size and n.startswith("height and width"))]
     summary = _summary(loaded, report.to_dict(), notes)
     if attribution_graph is not None:
-        _write_attribution_graph(output, attribution_graph, (loaded.in_channels, h, w))
+        with stage("building the attribution graph"):
+            _write_attribution_graph(output, attribution_graph, (loaded.in_channels, h, w))
         summary["attribution_graph"] = {"path": str(attribution_graph), "input_shape": [loaded.in_channels, h, w]}
     _print(summary, json_output)
 
@@ -109,8 +114,12 @@ def _write_attribution_graph(model_path: Path, out: Path, input_shape: tuple[int
         save_attribution_graph(graph, out)
 
 
+def _parameters(loaded: Any) -> int:
+    return sum(p.numel() for p in loaded.module.parameters())
+
+
 def _summary(loaded: Any, report: dict, notes: list[str]) -> dict:
-    params = sum(p.numel() for p in loaded.module.parameters())
+    params = _parameters(loaded)
     return {
         "architecture": loaded.architecture,
         "scale": loaded.scale,
