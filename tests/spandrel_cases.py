@@ -96,8 +96,8 @@ CASES: list[Case] = [
     _c("SwinIR", "SwinIR.SwinIR", **_SWIN),
     _c("Uformer", "Uformer.Uformer", size=32, img_size=32, embed_dim=8, depths=[1] * 9, num_heads=[1] * 9, win_size=4),
     _c("AdaCode", "AdaCode.AdaCode", _extra=True, size=64, codebook_params=[[8, 16, 8]], gt_resolution=64),
-    _c("CodeFormer", "CodeFormer.CodeFormer", size=32, _extra=True, dim_embd=16, n_head=2, n_layers=1,
-       codebook_size=16, latent_size=1, connect_list=["32"]),
+    _c("CodeFormer", "CodeFormer.CodeFormer", size=512, _extra=True, dim_embd=16, n_head=2, n_layers=1,
+       codebook_size=16, latent_size=256, connect_list=["32"]),
     _c("DDColor", "DDColor.DDColor", size=32, _extra=True, _use_call=False, encoder_name="convnext-t",
        input_size=(32, 32), num_output_channels=2, num_queries=4, num_scales=3, dec_layers=1),
     _c("FeMaSR", "FeMaSR.FeMaSR", _extra=True, codebook_params=[[8, 16, 8]], gt_resolution=32),
@@ -183,3 +183,14 @@ def export_case(model: nn.Module, x: torch.Tensor, path: str, exporter: str) -> 
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0] if lines else type(e).__name__
+
+
+def per_item(model: nn.Module, images) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """``model`` itself if torch runs it on the whole batch, else a per-image loop (and why)."""
+    with torch.no_grad():
+        try:
+            model(torch.from_numpy(images))
+            return model, ""
+        except Exception as e:
+            note = f"torch runs this model one image at a time only ({_first_line(e)[:100]})"
+    return (lambda x: torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])), note
