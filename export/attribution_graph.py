@@ -15,6 +15,9 @@ from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, batch_li
 from lam_trt.export.vjp.elementwise import vjp_sqrt_zero_safe
 from lam_trt.export.builder import FLOAT, GraphBuilder, Node
 from lam_trt.export.detector import REDUCTIONS, append_detector
+from lam_trt.export.gradient_audit import audit, straight_through_rules
+from lam_trt.export.options import GraphOptions, graph_notes
+from lam_trt.export.random_ops import with_fixed_random_ops
 from lam_trt.export.source import load_model, model_sha256
 from lam_trt.export.specialise import ForwardGraph, specialise
 
@@ -36,7 +39,7 @@ GRAPH_FORMAT = code_fingerprint()
 
 def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_shape: tuple[int, int, int],
                             detector: str = "gradient", reduce: str = "sum",
-                            check_batch: bool = True) -> onnx.ModelProto:
+                            options: GraphOptions | None = None, check_batch: bool = True) -> onnx.ModelProto:
     """One ONNX graph that evaluates LAM's integrand for a batch of path images.
 
     Inputs:  path [N,C,h,w] float32, weights [N,C,h,w] float32, window int64 [4] =
@@ -53,8 +56,10 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise InputError(f"input_shape must be (C, h, w) with positive sizes, got {input_shape}")
+    options = options or GraphOptions()
     source = load_model(model)
-    fwd = specialise(source, input_shape)
+    prepared, random_report = with_fixed_random_ops(source, options.random_policy)
+    fwd = specialise(prepared, input_shape)
     fwd.rename_output("sr")
     if len(fwd.output_shape) != 4 or min(fwd.output_shape[2:]) < 2:
         raise ModelError(f"the model's output {list(fwd.output_shape)} is not an image of at least 2x2")
@@ -65,7 +70,9 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     forward = [Node.from_proto(n) for n in b.nodes]
     active = active_tensors(forward, fwd.input_name, d, b.dtypes)
     ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
-    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: vjp_sqrt_zero_safe})
+    found = audit(fwd.nodes, fwd.output_name)
+    rules = straight_through_rules(found) if options.straight_through else {}
+    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: vjp_sqrt_zero_safe, **rules})
     if fwd.input_name not in grads:
         raise ModelError("the detector does not depend on the input (no gradient reaches it)")
     weighted = b.op("Mul", grads[fwd.input_name], "weights")
@@ -76,6 +83,8 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
                          name="lam/contribution"),
     ]
     model = assemble(b, fwd, source, input_shape, reduce)
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                   **graph_notes(options, random_report, found)})
     limit = batch_limit(model, input_shape, fwd.output_shape[1:]) if check_batch else None
     if limit:
         model.metadata_props.add(key=MAX_BATCH_KEY, value="1")

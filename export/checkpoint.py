@@ -275,7 +275,7 @@ def load_with_spandrel(state: Mapping[str, torch.Tensor], source: str) -> Loaded
     try:
         with warnings.catch_warnings():  # architectures' own deprecation noise
             warnings.simplefilter("ignore")
-            descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(dict(state))
+            descriptor = spandrel_loader().load_from_state_dict(dict(state))
     except spandrel.UnsupportedModelError:
         raise InputError(f"{source}: spandrel does not recognise this architecture; name it with --arch") from None
     except Exception as e:
@@ -286,7 +286,7 @@ def load_with_spandrel(state: Mapping[str, torch.Tensor], source: str) -> Loaded
     # spandrel pads transformer inputs to the window size inside forward(); ONNX would freeze that
     fixed = req.multiple_of > 1 or req.square or _window_size(descriptor.model) > 1
     return LoadedModel(
-        descriptor.model.eval(),
+        image_function(descriptor),
         descriptor.architecture.id,
         descriptor.scale,
         descriptor.input_channels,
@@ -295,6 +295,45 @@ def load_with_spandrel(state: Mapping[str, torch.Tensor], source: str) -> Loaded
         max(req.minimum, 1),
         source,
     )
+
+
+def spandrel_loader():
+    """spandrel's loader, with spandrel-extra-arches' architectures when that package is installed."""
+    import spandrel
+
+    try:
+        import spandrel_extra_arches
+
+        spandrel_extra_arches.install(ignore_duplicates=True)
+    except ImportError:
+        pass
+    return spandrel.ModelLoader(device="cpu")
+
+
+# Architectures whose descriptor call_fn is a whole pipeline rather than an output selection
+# (DDColor's resizes a 1-channel image to the training size and back): export the bare network.
+_BARE_NETWORK = frozenset({"DDColor"})
+
+
+class _DescriptorCall(nn.Module):
+    """The image a spandrel descriptor's ``call_fn`` returns (output selection, value mapping,
+    noise-level map), without the descriptor's padding and clamping, which hide true gradients."""
+
+    def __init__(self, model: nn.Module, call_fn: Any):
+        super().__init__()
+        self.model, self.call_fn = model, call_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.call_fn(self.model, x)
+
+
+def image_function(descriptor: Any, model: nn.Module | None = None) -> nn.Module:
+    """``descriptor``'s network as one image in, one image out (``model`` replaces its network)."""
+    model = (descriptor.model if model is None else model).eval()
+    call_fn = getattr(descriptor, "_call_fn", None)
+    if call_fn is None or descriptor.architecture.id in _BARE_NETWORK:
+        return model
+    return _DescriptorCall(model, call_fn).eval()
 
 
 def _window_size(model: nn.Module) -> int:

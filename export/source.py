@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 import numpy as np
 
 from lam_trt.errors import InputError, ModelError
+from lam_trt.export.random_ops import fix_random_ops_in
 
 MIN_OPSET = 9
 TARGET_OPSET = 18  # axes-as-input everywhere; LayerNormalization and GroupNormalization exist
@@ -118,6 +119,7 @@ def canonicalise(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes: list[onnx.NodeProto] = []
     for node in model.graph.node:
         nodes.extend(canonical_node(node, source))
+    fix_random_ops_in(nodes)  # no-op after build_attribution_graph fixed them with the user's choice
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     rename_reserved(out.graph)

@@ -112,9 +112,10 @@ def _export_checked(
         dynamic_hw = False
         notes.append(f"height and width fixed at {h}x{w}: the traced graph does not work at other sizes")
         graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
-    if not _generalises(module, graph, torch.rand(2, in_channels, h, w, generator=gen), tolerance):
+    pair = torch.rand(2, in_channels, h, w, generator=gen)
+    if not _generalises(module, graph, pair, tolerance):
         dynamic_batch = False
-        notes.append("batch fixed at 1: the traced graph does not work for other batch sizes")
+        notes.append(f"batch fixed at 1: {_batch_two_finding(module, graph, pair, tolerance)}")
         graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
 
     checks = [_compare(graph, sample, reference)]
@@ -213,7 +214,8 @@ def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic
                 do_constant_folding=True,
             )
         except Exception as e:  # the exporter raises many types; report one line
-            raise ModelError(f"PyTorch could not export the model to ONNX: {_first_line(e)}") from e
+            raise ModelError(f"torch cannot export this model to ONNX (a limit of torch's exporter, not of "
+                             f"lam-trt): {_first_line(e)[:300]}") from e
         return _Traced(target.read_bytes())
 
 
@@ -251,6 +253,22 @@ def _generalises(module: nn.Module, graph: _Traced, probe: torch.Tensor, toleran
         return _compare(graph, probe, reference).max_rel_error <= tolerance
     except _ORT_ERRORS + (ModelError,):  # a size frozen into the traced graph
         return False
+
+
+def _batch_two_finding(module: nn.Module, graph: _Traced, pair: torch.Tensor, tolerance: float) -> str:
+    """Why the dynamic-batch graph failed at batch 2: an error, or a disagreement that disappears
+    image by image (shapes or attention masks traced for batch 1: the model is right one at a time)."""
+    try:
+        together = _compare(graph, pair, _run_torch(module, pair)).max_rel_error
+    except _ORT_ERRORS + (ModelError,) as e:
+        return f"the traced graph fails at batch 2 in onnxruntime ({_first_line(e)[:160]})"
+    except (RuntimeError, ValueError, InputError):
+        return "PyTorch itself runs this model one image at a time only"
+    alone = max(_compare(graph, pair[i:i + 1], _run_torch(module, pair[i:i + 1])).max_rel_error for i in range(2))
+    if alone <= tolerance:
+        return (f"the traced graph disagrees with PyTorch at batch 2 (relative error {together:.2g}) but agrees "
+                f"image by image ({alone:.2g}): shapes or masks were traced for batch 1")
+    return f"the traced graph disagrees with PyTorch at batch 2 (relative error {together:.2g})"
 
 
 def _first_line(e: BaseException) -> str:

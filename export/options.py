@@ -1,0 +1,62 @@
+"""Choices that change the attribution graph beyond the input size: random nodes, straight-through.
+
+They are part of a built graph's identity (its cache key) and are recorded in its metadata.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import onnx
+
+from lam_trt.export.random_ops import RandomOpsPolicy
+
+WARNINGS_KEY = "lam_trt.export_warnings"  # JSON list of one-line warnings about the built graph
+RANDOM_OPS_KEY = "lam_trt.random_ops"  # JSON {mode, seed, nodes} when random nodes were replaced
+STRAIGHT_THROUGH_KEY = "lam_trt.straight_through"  # JSON list of the Add nodes given identity gradients
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """``random_ops``: "seeded" (one fixed draw from ``seed``) or "zeros"; ``straight_through``:
+    the reverse pass of each z + (q - z) quantiser is the identity (torch's ``.detach()``)."""
+
+    random_ops: str = "seeded"
+    seed: int = 0
+    straight_through: bool = False
+
+    def __post_init__(self) -> None:
+        RandomOpsPolicy(self.random_ops, self.seed)  # validates
+
+    @property
+    def random_policy(self) -> RandomOpsPolicy:
+        return RandomOpsPolicy(self.random_ops, self.seed)
+
+    def cache_tag(self) -> str:
+        """'' for the defaults (existing cache keys stay valid), else a short tag."""
+        if self == GraphOptions():
+            return ""
+        return f"-{self.random_ops}{self.seed}" + ("-st" if self.straight_through else "")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def export_warnings(graph: onnx.ModelProto) -> list[str]:
+    """The warnings build_attribution_graph recorded in ``graph``'s metadata (for the result)."""
+    for prop in graph.metadata_props:
+        if prop.key == WARNINGS_KEY:
+            return list(json.loads(prop.value))
+    return []
+
+
+def graph_notes(options: GraphOptions, random_report, found) -> dict[str, str]:
+    """Metadata entries for a built graph: its warnings, what random nodes became, where the
+    straight-through estimator was applied."""
+    warnings = ([random_report.message()] if random_report.nodes else []) + found.warnings(options.straight_through)
+    notes = {WARNINGS_KEY: json.dumps(warnings), "lam_trt.graph_options": json.dumps(options.to_dict())}
+    if random_report.nodes:
+        notes[RANDOM_OPS_KEY] = json.dumps(random_report.to_dict())
+    if options.straight_through and found.straight_through:
+        notes[STRAIGHT_THROUGH_KEY] = json.dumps([s.add for s in found.straight_through])
+    return notes
