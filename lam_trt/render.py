@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from scipy import signal, stats
 
 from lam_trt.io import atomic_write
-from lam_trt.result import LAMResult
+from lam_trt.result import LAMResult, format_gap
 
 PANEL_TITLES = {
     "input": "input (bicubic up) + window",
@@ -56,7 +56,7 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5) -
     x, y, size = result.window
     titles = dict(PANEL_TITLES)
     titles["input"] += f"\n(x={x}, y={y}, size={size})"
-    titles["kde"] += f"\nDI = {result.diffusion_index:.2f}"
+    titles["kde"] += f"\nDI = {_fmt(result.diffusion_index, '.2f')}"
     titles["saliency"] = f"{result.method.upper()}\n(abs-normalised)"
     for i, (name, image) in enumerate(images.items()):
         ax = fig.add_subplot(1, len(images), i + 1)
@@ -156,15 +156,17 @@ def _to_rgb8(chw: np.ndarray) -> np.ndarray:
 
 
 def _fmt_gap(result: LAMResult) -> str:
-    relative = result.completeness_gap_relative
-    share = f" ({100 * relative:.1f}%)" if np.isfinite(relative) else ""
-    return f"{result.completeness_gap:.4g}{share}"
+    return format_gap(result.completeness_gap, result.completeness_gap_relative)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "undefined" if value is None else format(value, spec)
 
 
 def _summary(result: LAMResult) -> str:
     steps = len(result.alphas)
-    return (f"{result.method.upper()}  x{result.scale}  DI {result.diffusion_index:.2f}  "
-            f"Gini {result.gini:.3f}  D(F(I)) {result.detector_input:.4g}  "
+    return (f"{result.method.upper()}  x{result.scale}  DI {_fmt(result.diffusion_index, '.2f')}  "
+            f"Gini {_fmt(result.gini, '.3f')}  D(F(I)) {result.detector_input:.4g}  "
             f"completeness gap {_fmt_gap(result)}  ({steps} path points)")
 
 

@@ -11,13 +11,17 @@ from lam_trt.result import LAMResult
 
 
 def write_result(result: LAMResult, out_dir: str | os.PathLike, **extra: Any) -> dict[str, Any]:
-    """attribution.npy, result.json, lam.png and path.png in ``out_dir``; returns the JSON dict."""
-    summary = {**result.to_dict(), **extra}
+    """attribution.npy, result.json, lam.png and (for a path integral) path.png in ``out_dir``;
+    returns the JSON dict with ``files`` added. ``extra`` entries are added to the JSON."""
+    summary = result.to_dict()
+    summary = {**summary, **extra, "path": summary.pop("path")}  # the per-step arrays stay last
+    names = ["attribution.npy", "result.json", "lam.png"]
     with staged_dir(out_dir) as stage:
         write_npy(stage / "attribution.npy", result.attribution)
         write_json(stage / "result.json", summary)
         render_lam(result, stage / "lam.png")
-        render_path(result, stage / "path.png")
-    summary["files"] = {name: str(Path(out_dir) / name)
-                        for name in ("attribution.npy", "result.json", "lam.png", "path.png")}
+        if result.path_integral:  # grad and grad-x-input have no path: no plot drawn as if they had
+            render_path(result, stage / "path.png")
+            names.append("path.png")
+    summary["files"] = {name: str(Path(out_dir) / name) for name in names}
     return summary

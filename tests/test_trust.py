@@ -23,11 +23,15 @@ from lam_trt.cli import app
 STEPS = 8
 
 
-def sr_model(seed: int = 0, scale: int = 2, out_channels: int = 3, width: int = 6) -> onnx.ModelProto:
-    """conv 3x3 -> relu -> conv 3x3 -> DepthToSpace(scale): a tiny x``scale`` SR net, dynamic h, w."""
+def sr_model(seed: int = 0, scale: int = 2, out_channels: int = 3, width: int = 6,
+             nearest: bool = False) -> onnx.ModelProto:
+    """conv 3x3 -> relu -> conv 3x3 -> DepthToSpace(scale): a tiny x``scale`` SR net, dynamic h, w.
+    ``nearest``: the scale x scale sub-pixels of a block are equal, so a flat input gives a flat output."""
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0, 0.4, (width, 3, 3, 3)).astype(np.float32)
     w2 = rng.normal(0, 0.4, (out_channels * scale * scale, width, 3, 3)).astype(np.float32)
+    if nearest:
+        w2 = np.repeat(w2[::scale * scale], scale * scale, axis=0)
     nodes = [helper.make_node("Conv", ["input", "w1"], ["h"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["h"], ["r"]),
              helper.make_node("Conv", ["r", "w2"], ["o"], pads=[1, 1, 1, 1])]
@@ -91,3 +95,173 @@ def test_model_sha256_is_the_file_hash_without_external_data(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(sr_model(), str(path))
     assert model_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------- degenerate windows, warnings
+
+def codes(result) -> list[str]:
+    return [w.code for w in result.warnings]
+
+
+def half_flat_image(size: int = 16) -> np.ndarray:
+    """Noise in the left quarter, a constant grey elsewhere."""
+    img = np.full((3, size, size), 0.5, np.float32)
+    img[:, :, :size // 4] = np.random.default_rng(3).random((3, size, size // 4))
+    return img
+
+
+@pytest.mark.parametrize("image,window", [
+    (np.full((3, 12, 12), 0.5, np.float32), (4, 4)),      # a flat image: D(F(I)) = D(F(I')) = 0
+    (half_flat_image(), (18, 18)),                         # a flat window in a textured image
+])
+def test_degenerate_windows_have_no_di(tmp_path, cache, image, window):
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(nearest=True), str(model))
+    result = attribute(model, image, cache, window=window)
+    assert result.diffusion_index is None and result.gini is None
+    assert "degenerate-window" in codes(result) and result.undefined_reason
+    saved = result.to_dict()
+    assert saved["diffusion_index"] is None and saved["gini"] is None and saved["undefined_reason"]
+
+
+def test_a_textured_window_is_not_degenerate(tmp_path, cache):
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(nearest=True), str(model))
+    result = attribute(model, half_flat_image(), cache, window=(1, 10))
+    assert result.diffusion_index is not None and 0 < result.diffusion_index < 100
+    assert "degenerate-window" not in codes(result)
+
+
+def test_zero_map_is_degenerate():
+    from lam_trt import metrics
+
+    assert "zero" in metrics.degenerate_reason(np.zeros((3, 4, 4), np.float32), 1.0, 4, 0.01)
+    assert "zero" in metrics.degenerate_reason(np.full((3, 4, 4), 1e-9, np.float32), 1.0, 4, 0.01)
+    assert metrics.degenerate_reason(np.ones((3, 4, 4), np.float32), 1.0, 4, 0.01) is None
+    assert "featureless" in metrics.degenerate_reason(np.ones((3, 4, 4), np.float32), 1e-6, 4, 0.01)
+
+
+def test_grad_has_no_gap_and_no_path_plot(tmp_path, cache):
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(), str(model))
+    for method in ("grad", "grad-x-input"):
+        result = attribute(model, textured_image(), cache, method=method)
+        assert result.completeness_gap is None and result.completeness_gap_relative is None
+        assert codes(result) == ["no-path-integral"] and not result.path_integral
+    saved = result.save(tmp_path / "out")
+    assert saved["completeness_gap"] is None and not (tmp_path / "out" / "path.png").exists()
+    assert (tmp_path / "out" / "lam.png").exists()
+
+
+def test_completeness_gap_warning_threshold(tmp_path, cache):
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(), str(model))
+    coarse = attribute(model, textured_image(), cache, steps=1, rule="right")
+    assert abs(coarse.completeness_gap_relative) > 0.05 and "completeness-gap" in codes(coarse)
+    allowed = attribute(model, textured_image(), cache, steps=1, rule="right", gap_warning=1e6)
+    assert "completeness-gap" not in codes(allowed)
+
+
+def test_nothing_to_attribute_when_the_baseline_is_the_input(tmp_path, cache):
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(), str(model))
+    img = textured_image()
+    result = attribute(model, img, cache, method="ig", baselines=img)
+    assert "nothing-to-attribute" in codes(result) and result.completeness_gap_relative is None
+
+
+@pytest.mark.parametrize("kwargs,expected", [({"out_channels": 5}, "5x24x24"), ({"scale": 1}, "3x12x12")])
+def test_output_that_is_not_an_sr_image_is_said_once(tmp_path, cache, kwargs, expected):
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(**kwargs), str(model))
+    result = attribute(model, textured_image(), cache, window=(2, 2))
+    found = [w for w in result.warnings if w.code == "output-not-sr-image"]
+    assert len(found) == 1 and expected in found[0].message
+    plain = tmp_path / "plain.onnx"
+    onnx.save(sr_model(), str(plain))
+    assert "output-not-sr-image" not in codes(attribute(plain, textured_image(), cache))
+
+
+# ------------------------------------------------------------------------------- --hr and scale
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def x2_files(tmp_path) -> dict[str, Path]:
+    model = tmp_path / "x2.onnx"
+    onnx.save(sr_model(), str(model))
+    rng = np.random.default_rng(0)
+    hr = tmp_path / "hr.png"
+    Image.fromarray((rng.random((25, 26, 3)) * 255).astype(np.uint8)).save(hr)
+    grey = tmp_path / "grey.png"
+    Image.fromarray((rng.random((12, 12)) * 255).astype(np.uint8), "L").save(grey)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray((rng.random((12, 12, 4)) * 255).astype(np.uint8), "RGBA").save(rgba)
+    return {"model": model, "hr": hr, "grey": grey, "rgba": rgba}
+
+
+def test_hr_scale_comes_from_the_model_and_is_recorded(x2_files, cache):
+    result = attribute(x2_files["model"], x2_files["hr"], cache, hr=True)
+    step = result.meta["input"]["conversions"][-1]
+    assert step["step"] == "HR downscale" and step["scale"] == 2 and step["scale_from"] == "the model"
+    assert step["hr_size"] == [25, 26] and step["cropped_to"] == [24, 26] and step["lr_size"] == [12, 13]
+    assert result.image.shape == (3, 12, 13) and result.hr_image.shape == (3, 24, 26)
+    from lam_trt.images import hr_to_lr, load_image
+    np.testing.assert_array_equal(result.image, hr_to_lr(load_image(x2_files["hr"], 3), 2))
+
+
+def test_hr_with_the_wrong_scale_is_refused(x2_files, cache, tmp_path):
+    out = tmp_path / "out"
+    run = cli("attribute", x2_files["model"], x2_files["hr"], "--window", 2, 2, "--size", 8, "--steps", 2,
+              "--hr", "--scale", 4, "--out", out)
+    assert run.exit_code == 2 and "--scale 4 does not match the model" in run.output and "2x" in run.output
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------- result.json
+
+def test_result_json_records_provenance_and_keeps_arrays_last(x2_files, cache, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    args = ["attribute", x2_files["model"], x2_files["rgba"], "--window", 4, 4, "--size", 8, "--steps", 2,
+            "--out", out]
+    monkeypatch.setattr("sys.argv", ["/venv/bin/lam-trt", *map(str, args)])  # as a shell starts it
+    run = cli(*args)
+    assert run.exit_code == 0, run.output
+    saved = json.loads((out / "result.json").read_text())
+    assert list(saved)[-1] == "path" and list(saved)[:2] == ["command", "created"]
+    assert saved["command"].startswith(f"lam-trt attribute {x2_files['model']} ")
+    assert saved["created"].endswith("+00:00")
+    source = saved["input"]
+    assert source["path"] == str(x2_files["rgba"])
+    assert source["sha256"] == hashlib.sha256(x2_files["rgba"].read_bytes()).hexdigest()
+    assert [s["step"] for s in source["conversions"]] == ["alpha dropped"]
+
+
+def test_grey_input_conversion_is_recorded(x2_files, cache):
+    result = attribute(x2_files["model"], x2_files["grey"], cache)
+    assert [s["step"] for s in result.meta["input"]["conversions"]] == ["grey to RGB"]
+    assert result.meta["input"]["source"]["mode"] == "L"
+
+
+def test_print_shows_a_summary_and_save_writes_the_files(x2_files, cache, tmp_path):
+    result = attribute(x2_files["model"], x2_files["grey"], cache, steps=1, rule="right")
+    text, short = str(result), repr(result)
+    assert "DI" in text and "completeness gap" in text and "[completeness-gap]" in text
+    assert len(text) < 1000 and len(short) < 400 and "array(" not in text + short
+    saved = result.save(tmp_path / "saved")
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
+        ["attribution.npy", "result.json", "lam.png", "path.png"])
+    assert saved["warnings"][0]["code"] == "completeness-gap"
+
+
+def test_cli_says_each_warning_once_on_stderr(x2_files, cache, tmp_path):
+    run = cli("attribute", x2_files["model"], x2_files["grey"], "--window", 4, 4, "--size", 8, "--steps", 1,
+              "--out", tmp_path / "out")
+    assert run.exit_code == 0, run.output
+    lines = [line for line in run.stderr.splitlines() if "completeness-gap" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning:")
+    quiet = cli("attribute", x2_files["model"], x2_files["grey"], "--window", 4, 4, "--size", 8, "--steps", 1,
+                "--warn-gap", 100, "--out", tmp_path / "out2")
+    assert "completeness-gap" not in quiet.stderr
