@@ -265,3 +265,102 @@ def test_cli_says_each_warning_once_on_stderr(x2_files, cache, tmp_path):
     quiet = cli("attribute", x2_files["model"], x2_files["grey"], "--window", 4, 4, "--size", 8, "--steps", 1,
                 "--warn-gap", 100, "--out", tmp_path / "out2")
     assert "completeness-gap" not in quiet.stderr
+
+
+# ---------------------------------------------------------------------------------- graph cache
+
+def cache_entries(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if not p.name.startswith("."))
+
+
+@pytest.fixture
+def model_path(tmp_path) -> Path:
+    path = tmp_path / "m.onnx"
+    onnx.save(sr_model(), str(path))
+    return path
+
+
+@pytest.mark.parametrize("damage", [lambda p: p.write_bytes(b""), lambda p: p.write_bytes(p.read_bytes()[:-100])])
+def test_a_truncated_cached_graph_is_rebuilt(model_path, cache, damage):
+    first = attribute(model_path, textured_image(), cache)
+    (entry,) = cache_entries(cache)
+    damage(entry / "graph.onnx")
+    again = attribute(model_path, textured_image(), cache)
+    assert again.meta["runtime"]["graph_cache_hit"] is False
+    np.testing.assert_allclose(again.attribution, first.attribution, rtol=1e-6)
+    assert attribute(model_path, textured_image(), cache).meta["runtime"]["graph_cache_hit"] is True
+
+
+def test_a_cached_graph_onnx_runtime_rejects_is_rebuilt(model_path, cache):
+    first = attribute(model_path, textured_image(), cache)
+    (entry,) = cache_entries(cache)
+    graph = onnx.load(str(entry / "graph.onnx"))
+    graph.graph.node[0].op_type = "NoSuchOp"          # same size on disk: only ONNX Runtime can tell
+    (entry / "graph.onnx").write_bytes(graph.SerializeToString())
+    again = attribute(model_path, textured_image(), cache)
+    assert again.meta["runtime"]["graph_cache_hit"] is False
+    np.testing.assert_allclose(again.attribution, first.attribution, rtol=1e-6)
+
+
+def test_a_graph_onnx_runtime_rejects_is_never_cached(model_path, cache, monkeypatch):
+    import lam_trt.attributor
+    from lam_trt.errors import ModelError
+
+    def refuse(*args, **kwargs):  # what ONNX Runtime raises for a graph it cannot load
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Load model failed\nmore detail")
+
+    monkeypatch.setattr(lam_trt.attributor, "GraphRunner", refuse)
+    with pytest.raises(ModelError, match="ONNX Runtime cannot load .* Load model failed$"):
+        attribute(model_path, textured_image(), cache)
+    assert cache_entries(cache) == []
+
+
+@pytest.mark.parametrize("break_cache", ["not a folder", "full"])
+def test_an_unusable_cache_runs_uncached_with_one_warning(model_path, tmp_path, monkeypatch, break_cache):
+    root = tmp_path / "cache"
+    if break_cache == "not a folder":
+        root.write_text("a file where the cache folder should be")
+    else:
+        import lam_trt.cache
+
+        def full(graph, path):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(lam_trt.cache, "save_attribution_graph", full)
+        real_mkdtemp = lam_trt.cache.tempfile.mkdtemp
+
+        def temp_ok(*args, **kwargs):  # the system temporary folder still has room
+            if kwargs.get("dir") is None:
+                monkeypatch.setattr(lam_trt.cache, "save_attribution_graph", save_attribution_graph)
+            return real_mkdtemp(*args, **kwargs)
+
+        from lam_trt.export.attribution_graph import save_attribution_graph
+        monkeypatch.setattr(lam_trt.cache.tempfile, "mkdtemp", temp_ok)
+    result = attribute(model_path, textured_image(), root)
+    found = [w for w in result.warnings if w.code == "graph-cache-unavailable"]
+    assert len(found) == 1 and str(root) in found[0].message
+    assert result.diffusion_index is not None
+
+
+def test_stale_hidden_build_folders_are_removed(model_path, cache):
+    cache.mkdir()
+    stale, fresh = cache / ".0123456789abcdef01234567.k3j2", cache / ".0123456789abcdef01234567.x9y8"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "graph.onnx").write_bytes(b"half")
+    old = os.stat(stale).st_mtime - 2 * 3600
+    os.utime(stale, (old, old))
+    attribute(model_path, textured_image(), cache)
+    assert not stale.exists() and fresh.exists()   # a fresh one may belong to a build still running
+
+
+def test_stale_staging_folders_of_an_output_are_removed(tmp_path):
+    from lam_trt.io import staged_dir
+
+    stale = tmp_path / ".out.abc123.staging"
+    stale.mkdir()
+    old = os.stat(stale).st_mtime - 2 * 3600
+    os.utime(stale, (old, old))
+    with staged_dir(tmp_path / "out") as stage:
+        (stage / "a.txt").write_text("a")
+    assert not stale.exists() and (tmp_path / "out" / "a.txt").exists()
