@@ -22,7 +22,7 @@ from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usa
 from lam_trt.errors import InputError, LamTrtError, ModelError, UnsupportedOpError
 from lam_trt.export.autodiff import unsupported_nodes
 from lam_trt.export.inspect import inspect_model
-from lam_trt.export.source import image_io, load_model, model_sha256, static_dims
+from lam_trt.export.source import external_data_files, image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
 from lam_trt.provenance import describe_input, timestamp
@@ -48,7 +48,8 @@ class Attributor:
         missing = unsupported_nodes(self.model)
         if missing:
             raise UnsupportedOpError(missing)
-        self.sha256 = model_sha256(model)
+        self.sha256 = model_sha256(model)  # the .onnx and every external data file it names
+        self.external_data = external_data_files(self.model_path) if self.model_path else []
         self.channels = self._input_channels()
         self.provider = resolve(provider)  # an unavailable provider is refused before any work
         self.cache = GraphCache(cache_dir)
@@ -242,6 +243,7 @@ class Attributor:
         """How this result was made: enough to reproduce it from the result file alone."""
         return {
             "model": {"path": str(self.model_path) if self.model_path else None, "sha256": self.sha256,
+                      "external_data": self.external_data,
                       "input_shape": list(runner.input_shape), "output_shape": list(runner.output_shape)},
             "parameters": {"method": path.method, "steps": steps, "sigma": sigma, "kernel_size": kernel_size,
                            "rule": rule, "path_points": len(path), "detector": "gradient", "reduce": "sum",
@@ -275,18 +277,18 @@ def judge(method: str, attribution: np.ndarray, saliency: np.ndarray, ends: tupl
         warnings.append(ResultWarning(DEGENERATE_WINDOW, f"DI and Gini are undefined: {reason}",
                                       {"detector_input": d_input}))
     else:
-        gini = metrics.gini(saliency)
-        di = (1.0 - gini) * 100.0
+        gini, di = metrics.gini(saliency), metrics.diffusion_index(saliency)
     if method not in PATH_INTEGRALS:
         warnings.append(ResultWarning(NO_PATH_INTEGRAL, f"{method} is one gradient, not a path integral: "
                                       "it has no completeness gap"))
         return {"gini": gini, "diffusion_index": di, "completeness_gap": None,
                 "completeness_gap_relative": None}, warnings
     gap, rel = metrics.completeness(float(attribution.sum(dtype=np.float64)), d_input, d_baseline)
+    rel = rel if np.isfinite(rel) else None  # D(F(I)) = D(F(I')) exactly: no ratio
     if metrics.nothing_to_attribute(d_input, d_baseline):
-        rel = None
         warnings.append(ResultWarning(NOTHING_TO_ATTRIBUTE, f"D(F(I)) {d_input:.4g} and D(F(I')) {d_baseline:.4g} "
-                                      "are nearly equal: the path changes nothing to attribute",
+                                      "are nearly equal: the path changes nothing to attribute, and the "
+                                      "relative gap divides by almost nothing",
                                       {"difference": d_input - d_baseline}))
     elif abs(rel) > gap_warning:
         warnings.append(ResultWarning(COMPLETENESS_GAP, f"the completeness gap is {100 * rel:.1f}% of "

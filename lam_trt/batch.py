@@ -28,6 +28,7 @@ import numpy as np
 import lam_trt
 from lam_trt.errors import InputError, LamTrtError, ProviderError
 from lam_trt.io import write_json
+from lam_trt.result import NOTHING_TO_ATTRIBUTE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 FORMATS = ("csv", "jsonl")
@@ -432,7 +433,8 @@ class Gates:
     DI below ``min_di``; on an |relative completeness gap| above ``max_gap``; on a degenerate window
     (DI undefined) or a gap with no ratio when ``min_di`` or ``max_gap`` is set (unless
     ``allow_degenerate``); and on any warning whose code is in ``fail_on_warnings`` ("all": any).
-    A metric gate that no row measured fails the run: a gate never passes on nothing."""
+    A metric gate that no row measured fails the run: a gate never passes on nothing. A row whose
+    D(F(I)) ~ D(F(I')) (warning nothing-to-attribute) has no meaningful relative gap for --max-gap."""
 
     min_di: float | None = None
     max_gap: float | None = None
@@ -464,9 +466,10 @@ class Gates:
         if self.min_di is not None and di is not None and di < self.min_di:
             out.append(f"DI {di:.4g} < {self.min_di:g}")
         if self.max_gap is not None:
-            if rel is None and di is not None and not self.allow_degenerate:
-                out.append("no relative completeness gap (D(F(I)) ~ D(F(I')): nothing to attribute)")
-            elif rel is not None and abs(rel) > self.max_gap:
+            flat = rel is None or NOTHING_TO_ATTRIBUTE in codes  # D(F(I)) ~ D(F(I')): a ratio of noise
+            if flat and di is not None and not self.allow_degenerate:
+                out.append("no meaningful relative gap (D(F(I)) ~ D(F(I')): nothing to attribute)")
+            elif rel is not None and not flat and abs(rel) > self.max_gap:
                 out.append(f"|relative gap| {abs(rel):.4g} > {self.max_gap:g}")
         return out
 

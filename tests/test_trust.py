@@ -84,6 +84,7 @@ def test_changed_external_weights_are_a_new_model(tmp_path, cache):
     fresh = attribute(path, textured_image(), tmp_path / "fresh-cache")
     assert second.meta["model"]["sha256"] != first.meta["model"]["sha256"]
     assert second.meta["runtime"]["graph_cache_hit"] is False
+    assert second.meta["model"]["external_data"] == ["model.onnx.data"]
     np.testing.assert_allclose(second.attribution, fresh.attribution, rtol=1e-5, atol=1e-7)
     assert not np.allclose(second.attribution, first.attribution)
     assert abs(second.completeness_gap_relative) < 0.2         # the old weights' map would miss by far
@@ -364,3 +365,11 @@ def test_stale_staging_folders_of_an_output_are_removed(tmp_path):
     with staged_dir(tmp_path / "out") as stage:
         (stage / "a.txt").write_text("a")
     assert not stale.exists() and (tmp_path / "out" / "a.txt").exists()
+
+
+def test_exit_codes_are_documented():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "**Exit codes**" in readme and "`1` a QA gate" in readme
+    for args in (["--help"], ["batch", "--help"], ["attribute", "--help"]):
+        text = " ".join(cli(*args).output.split())
+        assert "Exit codes: 0" in text and "2 bad input" in text, args

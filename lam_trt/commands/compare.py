@@ -57,8 +57,10 @@ def print_table(summary: dict[str, Any], out: Path) -> None:
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in summary["models"]:
         rel = row["completeness_gap_relative"]
-        table.add_row(row["model"], f"{row['diffusion_index']:.3f}", str(row["rank_by_di"]), f"{row['gini']:.4f}",
-                      f"{row['completeness_gap']:.4g}", f"{100 * rel:.2f}" if rel is not None else "-",
+        di, gini, gap = row["diffusion_index"], row["gini"], row["completeness_gap"]  # None: undefined
+        table.add_row(row["model"], f"{di:.3f}" if di is not None else "-", str(row["rank_by_di"]),
+                      f"{gini:.4f}" if gini is not None else "-", f"{gap:.4g}" if gap is not None else "-",
+                      f"{100 * rel:.2f}" if rel is not None else "-",
                       str(row["pixels_used"]), f"{row['seconds']:.2f}" if row["seconds"] is not None else "-")
     out_console.print(table)
     area = summary["area_of_interest"]
