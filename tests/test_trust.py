@@ -373,3 +373,12 @@ def test_exit_codes_are_documented():
     for args in (["--help"], ["batch", "--help"], ["attribute", "--help"]):
         text = " ".join(cli(*args).output.split())
         assert "Exit codes: 0" in text and "2 bad input" in text, args
+
+
+@pytest.mark.parametrize("kwargs", [{"sigma": 0.0}, {"kernel_size": 1}])
+def test_a_zero_path_never_gives_di_100(tmp_path, cache, kwargs):
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(), str(model))
+    result = attribute(model, textured_image(), cache, **kwargs)
+    assert result.diffusion_index is None and "zero" in result.undefined_reason
+    assert {"degenerate-window", "nothing-to-attribute"} <= set(codes(result))
