@@ -388,9 +388,13 @@ class ResultsLog:
 
     def _json_row(self, line: str, n: int) -> Row:
         try:
-            return json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{self.path}, line {n}: not a JSON row; the file is damaged") from None
+        if not isinstance(row, dict) or set(COLUMNS) - set(row):
+            raise InputError(f"{self.path}, line {n} has other columns than lam-trt {lam_trt.__version__} "
+                             "writes; use another --out")
+        return row
 
     @staticmethod
     def _csv_line(cells: list[Any]) -> bytes:

@@ -19,13 +19,12 @@ import onnx
 
 from lam_trt.errors import InputError
 from lam_trt.export.attribution_graph import GRAPH_FORMAT, build_attribution_graph, save_attribution_graph
-from lam_trt.io import remove_stale
+from lam_trt.io import STALE_SECONDS, remove_stale
 from lam_trt.result import GRAPH_CACHE_UNAVAILABLE, ResultWarning
 
 T = TypeVar("T")
 GRAPH_FILE = "graph.onnx"
 MANIFEST = "entry.json"
-STALE_SECONDS = 3600  # no build takes this long: a hidden folder this old belongs to a killed process
 
 
 def default_cache_dir() -> Path:
