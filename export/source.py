@@ -41,14 +41,38 @@ def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
 
 
 def model_sha256(model: str | os.PathLike | onnx.ModelProto) -> str:
-    """sha256 of the file (or of the serialised proto) that identifies a model in caches and results."""
+    """sha256 of every byte the model reads: the file, then each external data file it names (sorted by
+    location, each preceded by its name), so changed weights are a different model in caches and
+    results. Without external data this is the file's own sha256 (``sha256sum model.onnx``)."""
     if isinstance(model, onnx.ModelProto):
         return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    path = Path(model)
     digest = hashlib.sha256()
-    with open(model, "rb") as f:
+    _hash_file(digest, path)
+    for location in external_data_files(path):
+        digest.update(b"\0external data:" + os.fsencode(location) + b"\0")
+        try:
+            _hash_file(digest, path.parent / location)
+        except OSError as e:
+            raise InputError(f"cannot read the external data file {location!r} of {path}: "
+                             f"{e.strerror or type(e).__name__}") from None
+    return digest.hexdigest()
+
+
+def external_data_files(path: str | os.PathLike) -> list[str]:
+    """The external data locations (relative to the model's folder) the ONNX file refers to, sorted."""
+    proto = onnx.load(str(path), load_external_data=False)
+    locations = set()
+    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            locations.update(e.value for e in tensor.external_data if e.key == "location")
+    return sorted(locations)
+
+
+def _hash_file(digest: "hashlib._Hash", path: Path) -> None:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
 
 
 def opset_of(model: onnx.ModelProto) -> int:

@@ -2,7 +2,7 @@
 __version__ = "0.1.0"
 
 from lam_trt.errors import InputError, LamTrtError, ModelError, ProviderError, UnsupportedOpError  # noqa: E402
-from lam_trt.result import LAMResult  # noqa: E402
+from lam_trt.result import LAMResult, ResultWarning  # noqa: E402
 
 
 def __getattr__(name: str):
@@ -16,5 +16,5 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["Attributor", "attribute", "LAMResult", "LamTrtError", "InputError", "ModelError",
+__all__ = ["Attributor", "attribute", "LAMResult", "ResultWarning", "LamTrtError", "InputError", "ModelError",
            "ProviderError", "UnsupportedOpError", "__version__"]

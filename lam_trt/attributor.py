@@ -19,15 +19,18 @@ from lam_trt import metrics
 from lam_trt.cache import GraphCache
 from lam_trt.crop import CropPlan, plan_crop
 from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usable
-from lam_trt.errors import InputError
+from lam_trt.errors import InputError, LamTrtError, ModelError
 from lam_trt.export.autodiff import check_differentiable
 from lam_trt.export.inspect import inspect_model
-from lam_trt.export.source import image_io, load_model, model_sha256, static_dims
+from lam_trt.export.source import external_data_files, image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
-from lam_trt.result import LAMResult
+from lam_trt.provenance import describe_input, timestamp
+from lam_trt.result import (COMPLETENESS_GAP, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
+                            OUTPUT_NOT_SR_IMAGE, WARNINGS_METADATA_KEY, LAMResult, ResultWarning,
+                            warnings_from_json)
 from lam_trt.providers import resolve, session_options, session_providers
-from lam_trt.runner import GraphRunner
+from lam_trt.runner import GraphRunner, graph_metadata
 from lam_trt.window import centre_window
 
 
@@ -44,7 +47,8 @@ class Attributor:
         self.model = load_model(model)
         image_io(self.model)  # fail early on anything that is not image-to-image
         check_differentiable(self.model)  # the builder's own list: refused before any work
-        self.sha256 = model_sha256(model)
+        self.sha256 = model_sha256(model)  # the .onnx and every external data file it names
+        self.external_data = external_data_files(self.model_path) if self.model_path else []
         self.channels = self._input_channels()
         self.provider = resolve(provider)  # an unavailable provider is refused before any work
         self.cache = GraphCache(cache_dir)
@@ -55,6 +59,7 @@ class Attributor:
         self._forward: Optional[ort.InferenceSession] = None
         self._stream: Any = None
         self._fields: dict[tuple[int, int], Any] = {}
+        self._scale: Optional[int] = None
 
     def _input_channels(self) -> int:
         dims = static_dims(image_io(self.model)[0])
@@ -65,33 +70,46 @@ class Attributor:
         if input_shape not in self._runners:
             start = time.perf_counter()
             source = self.model_path if self.model_path is not None else self.model
-            graph_path, hit = self.cache.get_or_build(source, self.sha256, input_shape)
-            graph_seconds = time.perf_counter() - start
+            runner, graph_path, hit, warnings = self.cache.open(source, self.sha256, input_shape, self._open)
+            info = {"graph_cache_hit": hit, "graph_seconds": time.perf_counter() - start - runner.session_seconds,
+                    "graph_path": str(graph_path), "session_seconds": runner.session_seconds,
+                    "warnings": [*warnings, *warnings_from_json(runner.metadata.get(WARNINGS_METADATA_KEY))]}
+            self._runners[input_shape] = (runner, info)
+        return self._runners[input_shape]
+
+    def _open(self, graph_path: Path) -> GraphRunner:
+        """A runner (an ONNX Runtime session) of the graph at ``graph_path``; one line if ORT rejects it."""
+        try:
             if device_usable(self.provider):
                 runner = DeviceRunner(graph_path, self.provider, self.threads, self.internal_batch_size,
                                       cache_dir=self.cache.root, stream=self.stream(), fp16=self.fp16)
             else:
                 runner = GraphRunner(graph_path, self.provider, self.threads, self.internal_batch_size,
                                      cache_dir=self.cache.root)
-            info = {"graph_cache_hit": hit, "graph_seconds": graph_seconds, "graph_path": str(graph_path),
-                    "session_seconds": runner.session_seconds}
-            self._runners[input_shape] = (runner, info)
-        return self._runners[input_shape]
+        except LamTrtError:
+            raise
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime's own exception types
+            raise ModelError("ONNX Runtime cannot load this model's attribution graph: "
+                             f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__}") from None
+        runner.metadata = graph_metadata(graph_path)
+        return runner
 
     def attribute(self, image: ImageSource, window: Optional[tuple[int, int]] = None, size: int = 16,
                   steps: int = 100, sigma: float = 1.2, kernel_size: int = 9, method: str = "lam",
                   baselines: Optional[np.ndarray] = None, rule: str = "right", hr: bool = False,
                   scale: Optional[int] = None, internal_batch_size: Optional[int] = None,
-                  crop: bool | str = "auto", progress: Any = None) -> LAMResult:
+                  crop: bool | str = "auto", progress: Any = None,
+                  gap_warning: float = metrics.GAP_WARNING) -> LAMResult:
         """Attribute the ``size`` x ``size`` SR-output patch whose top-left corner is ``window``
-        = (x = column, y = row) in SR pixels (None: centred on the SR output). ``crop``: "auto"
-        (receptive-field cropping where it is exact), True (the same, but say why when it is not
-        possible), or False.
-        ``progress``: a callable(n_done) or None."""
+        = (x = column, y = row) in SR pixels (None: centred on the SR output). ``hr``: ``image`` is
+        an HR image, downscaled by ``scale`` (default: the model's own scale, which a given one must
+        match). ``crop``: "auto" (receptive-field cropping where it is exact), True (the same, but say
+        why when it is not possible), or False. ``progress``: a callable(n_done) or None.
+        ``gap_warning``: the |relative completeness gap| above which the result carries a warning."""
         if internal_batch_size is not None and internal_batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {internal_batch_size}")
         t0 = time.perf_counter()
-        img = self.load(image, hr, scale)
+        img, source, hr_image = self.prepare(image, hr, scale)
         if method == "lam" and rule in GPU_RULES and device_usable(self.provider):
             path = device_blur_path(img, sigma, steps, kernel_size, rule, self.stream())
         else:
@@ -102,8 +120,10 @@ class Attributor:
         x, y = window if window is not None else centre_window(sr.shape[2:], size)
         x, y, size = int(x), int(y), int(size)
         check_window(x, y, size, sr.shape[1:])
-        ends = metrics.gradient_detector(sr, (y, x, size, size))
         sr_scale = sr.shape[2] / img.shape[1]
+        if hr:
+            check_hr_scale(source["conversions"][-1]["scale"], img.shape, sr.shape)
+        ends = metrics.gradient_detector(sr, (y, x, size, size))
         plan = self.verified(self.plan(img, (x, y, size), sr_scale, crop), img, sr[0], (x, y, size), sr_scale)
         t_ends = time.perf_counter()
         runner, info = self.runner(crop_arrays(plan, img[None])[0].shape[1:])
@@ -114,18 +134,22 @@ class Attributor:
         out = runner.run(points, weights, (cy, cx, size, size), progress)
         attribution = paste(plan, out.attribution.astype(np.float32), img.shape)
         saliency = metrics.abs_normalised(attribution)
-        gap, rel = metrics.completeness(float(out.attribution.sum()), float(ends[0]), float(ends[1]))
+        numbers, warnings = judge(method, out.attribution, saliency, (float(ends[0]), float(ends[1])),
+                                  sr[0], size, gap_warning)
+        warnings = [*output_warnings(img.shape, sr.shape[1:]), *info["warnings"],
+                    *getattr(runner, "warnings", []), *warnings]
         timings = {"load_and_path": t_path - t0, "graph": info["graph_seconds"],
                    "session": info["session_seconds"], "endpoints": t_ends - t_path,
                    "integral": out.seconds, "total": time.perf_counter() - t0}
-        meta = self.describe(runner, info, path, steps, sigma, kernel_size, rule, timings, out.chunks)
+        meta = {"created": timestamp(), "input": source,
+                **self.describe(runner, info, path, steps, sigma, kernel_size, rule, timings, out.chunks)}
         meta["crop"] = plan.as_dict()
         return LAMResult(
-            attribution=attribution, saliency=saliency, gini=metrics.gini(saliency),
-            diffusion_index=metrics.diffusion_index(saliency), detector_input=float(ends[0]),
-            detector_baseline=float(ends[1]), completeness_gap=gap, completeness_gap_relative=rel,
-            alphas=path.alphas, detector_path=out.detector, contributions=out.contribution, image=img,
-            sr_output=sr[0], window=(x, y, size), scale=int(round(sr_scale)), method=method, meta=meta)
+            attribution=attribution, saliency=saliency, detector_input=float(ends[0]),
+            detector_baseline=float(ends[1]), alphas=path.alphas, detector_path=out.detector,
+            contributions=out.contribution, image=img, sr_output=sr[0], window=(x, y, size),
+            scale=int(round(sr_scale)), method=method, meta=meta, warnings=warnings, hr_image=hr_image,
+            **numbers)
 
     def stream(self) -> Any:
         """The one CUDA stream shared by the path kernel and ONNX Runtime (made on first use)."""
@@ -172,19 +196,54 @@ class Attributor:
         return CropPlan(False, f"the cropped network's output differs in the window (max {err:.2g})")
 
 
-    def load(self, image: ImageSource, hr: bool, scale: Optional[int]) -> np.ndarray:
-        img = load_image(image, self.channels)
-        if hr:
-            if not scale or scale < 1:
-                raise InputError("--hr needs the model's scale (--scale S, S >= 1)")
-            img = hr_to_lr(img, int(scale))
-        return img
+    def load(self, image: ImageSource, hr: bool = False, scale: Optional[int] = None) -> np.ndarray:
+        """The model's LR input from ``image`` (with ``hr``: downscaled by ``scale``)."""
+        return self.prepare(image, hr, scale)[0]
+
+    def prepare(self, image: ImageSource, hr: bool, scale: Optional[int]
+                ) -> tuple[np.ndarray, dict[str, Any], Optional[np.ndarray]]:
+        """(LR input, where it came from and how it was converted, the HR image or None)."""
+        loaded = load_image(image, self.channels)
+        source = describe_input(image, self.channels, loaded)
+        if not hr:
+            return loaded, source, None
+        given = scale is not None
+        if given and (not isinstance(scale, (int, np.integer)) or scale < 1):
+            raise InputError(f"--scale must be a positive integer, got {scale!r}")
+        s = int(scale) if given else self.model_scale()
+        lr = hr_to_lr(loaded, s)
+        h, w = lr.shape[1] * s, lr.shape[2] * s
+        source["conversions"].append({
+            "step": "HR downscale", "scale": s, "scale_from": "--scale" if given else "the model",
+            "hr_size": list(loaded.shape[1:]), "cropped_to": [h, w], "lr_size": list(lr.shape[1:]),
+            "how": "cropped from the top-left to a multiple of the scale, then Pillow's antialiased "
+                   "bicubic resize of each channel as float, clipped to [0, 1]"})
+        source["pixels_sha256"] = describe_input(lr, self.channels, lr)["pixels_sha256"]
+        return lr, source, loaded[:, :h, :w].copy()
+
+    def model_scale(self) -> int:
+        """The model's integer scale, from one forward pass of a blank probe image (static size
+        if the model has one, else 32 x 32)."""
+        if self._scale is None:
+            dims = static_dims(image_io(self.model)[0])
+            h, w = dims[2] or 32, dims[3] or 32
+            try:
+                out = self.forward(np.zeros((1, self.channels, h, w), np.float32)).shape
+            except InputError:
+                raise InputError("cannot tell the model's scale (it does not run on a blank "
+                                 f"{h}x{w} probe); give it with --scale S") from None
+            if out[2] * w != out[3] * h or out[2] % h or out[2] < h:
+                raise InputError(f"the model's output ({out[3]}x{out[2]} for {w}x{h}) is not an integer "
+                                 "upscaling of its input, so it has no scale for --hr")
+            self._scale = out[2] // h
+        return self._scale
 
     def describe(self, runner: GraphRunner, info: dict, path, steps, sigma, kernel_size, rule, timings,
                  chunks) -> dict[str, Any]:
         """How this result was made: enough to reproduce it from the result file alone."""
         return {
             "model": {"path": str(self.model_path) if self.model_path else None, "sha256": self.sha256,
+                      "external_data": self.external_data,
                       "input_shape": list(runner.input_shape), "output_shape": list(runner.output_shape)},
             "parameters": {"method": path.method, "steps": steps, "sigma": sigma, "kernel_size": kernel_size,
                            "rule": rule, "path_points": len(path), "detector": "gradient", "reduce": "sum",
@@ -203,6 +262,58 @@ class Attributor:
             "machine": {"platform": platform.platform(), "processor": platform.machine(),
                         "cpu_count": os.cpu_count()},
         }
+
+
+PATH_INTEGRALS = ("lam", "ig")  # methods whose map is a path integral, with a completeness check
+
+
+def judge(method: str, attribution: np.ndarray, saliency: np.ndarray, ends: tuple[float, float],
+          sr: np.ndarray, size: int, gap_warning: float) -> tuple[dict[str, Any], list[ResultWarning]]:
+    """The result's numbers, None where they mean nothing, and the warnings that say why."""
+    d_input, d_baseline = ends
+    warnings: list[ResultWarning] = []
+    di = gini = gap = rel = None
+    reason = metrics.degenerate_reason(attribution, d_input, size, metrics.mean_gradient(sr))
+    if reason:
+        warnings.append(ResultWarning(DEGENERATE_WINDOW, f"DI and Gini are undefined: {reason}",
+                                      {"detector_input": d_input}))
+    else:
+        gini, di = metrics.gini(saliency), metrics.diffusion_index(saliency)
+    if method not in PATH_INTEGRALS:
+        warnings.append(ResultWarning(NO_PATH_INTEGRAL, f"{method} is one gradient, not a path integral: "
+                                      "it has no completeness gap"))
+        return {"gini": gini, "diffusion_index": di, "completeness_gap": None,
+                "completeness_gap_relative": None}, warnings
+    gap, rel = metrics.completeness(float(attribution.sum(dtype=np.float64)), d_input, d_baseline)
+    rel = rel if np.isfinite(rel) else None  # D(F(I)) = D(F(I')) exactly: no ratio
+    if metrics.nothing_to_attribute(d_input, d_baseline):
+        warnings.append(ResultWarning(NOTHING_TO_ATTRIBUTE, f"D(F(I)) {d_input:.4g} and D(F(I')) {d_baseline:.4g} "
+                                      "are nearly equal: the path changes nothing to attribute, and the "
+                                      "relative gap divides by almost nothing",
+                                      {"difference": d_input - d_baseline}))
+    elif abs(rel) > gap_warning:
+        warnings.append(ResultWarning(COMPLETENESS_GAP, f"the completeness gap is {100 * rel:.1f}% of "
+                                      f"D(F(I)) - D(F(I')), above {100 * gap_warning:g}%: use more --steps "
+                                      "or --rule trapezoid", {"relative": rel, "threshold": gap_warning}))
+    return {"gini": gini, "diffusion_index": di, "completeness_gap": gap, "completeness_gap_relative": rel}, warnings
+
+
+def output_warnings(input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> list[ResultWarning]:
+    """One warning when the output is not an image of the input's channels at an integer scale >= 2."""
+    (c, h, w), (c_out, h_out, w_out) = input_shape, output_shape
+    if c_out == c and h_out % h == 0 and h_out * w == w_out * h and h_out >= 2 * h:
+        return []
+    return [ResultWarning(OUTPUT_NOT_SR_IMAGE, f"the model maps {c}x{h}x{w} to {c_out}x{h_out}x{w_out}, not to "
+                          f"an image of {c} channels at an integer scale >= 2; LAM assumes super-resolution",
+                          {"input_shape": [c, h, w], "output_shape": [c_out, h_out, w_out]})]
+
+
+def check_hr_scale(scale: int, lr_shape: tuple[int, ...], sr_shape: tuple[int, ...]) -> None:
+    """--hr downscaled by ``scale``: the model must upscale by exactly that much."""
+    h, h_out = lr_shape[1], sr_shape[2]
+    if h_out != scale * h:
+        raise InputError(f"--scale {scale} does not match the model, whose output is {h_out / h:g}x its input; "
+                         "leave --scale out to use the model's own")
 
 
 def crop_arrays(plan: CropPlan, *arrays: np.ndarray) -> list[np.ndarray]:

@@ -2,8 +2,11 @@
 
 One row per (image, window) goes to DIR/results.csv or DIR/results.jsonl. Rows are appended with an
 fsync each, so an interrupted run loses at most the row it was writing; DIR/run.json records the
-model and parameters, and a rerun with the same ones skips every row already in the file. A bad
-image or window becomes a row with its error: the batch never stops for one.
+model and parameters, and a rerun with the same ones skips every row already in the file. Rows are
+keyed by the image's resolved path and content sha256, so one file named two ways is one image and
+a changed file is computed again. A bad image or window becomes a row with its error: the batch never
+stops for one; rows that failed for an environment reason (error_kind "environment": no memory, an
+unusable provider) are retried by the next run, whose row then stands in their place.
 """
 from __future__ import annotations
 
@@ -23,23 +26,28 @@ from typing import Any
 import numpy as np
 
 import lam_trt
-from lam_trt.errors import InputError, LamTrtError
+from lam_trt.errors import InputError, LamTrtError, ProviderError
 from lam_trt.io import write_json
+from lam_trt.result import NOTHING_TO_ATTRIBUTE
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 FORMATS = ("csv", "jsonl")
 METRIC_COLUMNS = ("diffusion_index", "gini", "completeness_gap", "completeness_gap_relative",
                   "detector_input", "detector_baseline", "scale")
-COLUMNS = ("image", "window_x", "window_y", "window_size", *METRIC_COLUMNS, "error", "seconds",
-           "model_sha256", "method", "steps", "sigma", "kernel_size", "provider")
+COLUMNS = ("image", "image_path", "image_sha256", "window_x", "window_y", "window_size", *METRIC_COLUMNS,
+           "warnings", "error", "error_kind", "seconds", "model_sha256", "method", "steps", "sigma",
+           "kernel_size", "provider")
 INT_COLUMNS = {"window_x", "window_y", "window_size", "scale", "steps", "kernel_size"}
 FLOAT_COLUMNS = {"diffusion_index", "gini", "completeness_gap", "completeness_gap_relative",
                  "detector_input", "detector_baseline", "seconds", "sigma"}
 _GLOB = re.compile(r"[*?\[]")
 
 Window = tuple[int, int, int]                    # x (column), y (row), size, in SR pixels
-Key = tuple[str, int | None, int | None, int | None]  # image, x, y, size; None for image errors
+# resolved image path, its content's sha256 (None: unreadable), x, y, size (None: an image's own error)
+Key = tuple[str, str | None, int | None, int | None, int | None]
 Row = dict[str, Any]
+ENVIRONMENT = "environment"   # error_kind of a failure of this machine, not of the input: retried on resume
+MESSAGES = "_warning_messages"  # a row's warning messages, for stderr only (not a column)
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -207,9 +215,10 @@ class BatchParams:
 def image_rows(attributor: Any, image: str, params: BatchParams, done: Collection[Key] = ()) -> Iterator[Row]:
     """The rows of one image that are not in ``done``: one per window, or one error row when the
     image cannot be read or has no room for a window. Used by the local and the Ray runs alike."""
+    where = image_identity(image)
     common = {"model_sha256": attributor.sha256, "method": params.method, "steps": params.steps,
               "sigma": params.sigma, "kernel_size": params.kernel_size}
-    if (image, None, None, None) in done:
+    if (*where, None, None, None) in done:
         return
     start = time.perf_counter()
     try:
@@ -218,44 +227,86 @@ def image_rows(attributor: Any, image: str, params: BatchParams, done: Collectio
         windows = params.windows.windows(runner.output_shape, params.size)
     except Exception as e:  # noqa: BLE001 - any failure of one image is that image's row
         provider = _resolved_provider(attributor)
-        yield make_row(image, None, {}, describe_error(e), time.perf_counter() - start,
-                       {**common, "provider": provider})
+        yield make_row(image, where, None, {}, e, time.perf_counter() - start, {**common, "provider": provider})
         return
     common["provider"] = runner.provider
     for window in windows:
-        if (image, *window) not in done:
-            yield window_row(attributor, img, image, window, params, common)
+        if (*where, *window) not in done:
+            yield window_row(attributor, img, image, where, window, params, common)
 
 
-def window_row(attributor: Any, img: np.ndarray, image: str, window: Window, params: BatchParams,
-               common: dict[str, Any]) -> Row:
+def image_identity(image: str) -> tuple[str, str | None]:
+    """(resolved path, sha256 of the content or None when unreadable): what a row's key names, so
+    one file named two ways is one image, and a changed file is a new one."""
+    from lam_trt.provenance import file_sha256
+
+    try:
+        return os.path.realpath(image), file_sha256(image)
+    except OSError:
+        return os.path.realpath(image), None
+
+
+def window_row(attributor: Any, img: np.ndarray, image: str, where: tuple[str, str | None], window: Window,
+               params: BatchParams, common: dict[str, Any]) -> Row:
     start = time.perf_counter()
     x, y, size = window
     try:
         result = attributor.attribute(img, window=(x, y), size=size, steps=params.steps, sigma=params.sigma,
                                       kernel_size=params.kernel_size, method=params.method)
     except Exception as e:  # noqa: BLE001 - a bad window is a row, not the end of the batch
-        return make_row(image, window, {}, describe_error(e), time.perf_counter() - start, common)
+        return make_row(image, where, window, {}, e, time.perf_counter() - start, common)
     values = {k: getattr(result, k) for k in METRIC_COLUMNS}
-    return make_row(image, window, values, None, time.perf_counter() - start, common)
+    row = make_row(image, where, window, values, None, time.perf_counter() - start, common)
+    row["warnings"] = ";".join(dict.fromkeys(w.code for w in result.warnings)) or None
+    row[MESSAGES] = {w.code: w.message for w in result.warnings}
+    return row
 
 
-def make_row(image: str, window: Window | None, values: dict[str, Any], error: str | None, seconds: float,
-             common: dict[str, Any]) -> Row:
+def make_row(image: str, where: tuple[str, str | None], window: Window | None, values: dict[str, Any],
+             error: BaseException | None, seconds: float, common: dict[str, Any]) -> Row:
     x, y, size = window if window is not None else (None, None, None)
-    row: Row = {"image": image, "window_x": x, "window_y": y, "window_size": size}
+    row: Row = {"image": image, "image_path": where[0], "image_sha256": where[1],
+                "window_x": x, "window_y": y, "window_size": size}
     row.update({k: _finite(values.get(k)) for k in METRIC_COLUMNS})
-    row.update({"error": error, "seconds": round(seconds, 6), **common})
+    row.update({"warnings": None, "error": describe_error(error) if error is not None else None,
+                "error_kind": error_kind(error) if error is not None else None,
+                "seconds": round(seconds, 6), **common})
     return row
 
 
 def row_key(row: Row) -> Key:
-    return row["image"], row["window_x"], row["window_y"], row["window_size"]
+    return row["image_path"], row["image_sha256"], row["window_x"], row["window_y"], row["window_size"]
 
 
 def describe_error(e: BaseException) -> str:
     text = str(e) if isinstance(e, LamTrtError) else f"{type(e).__name__}: {e}"
     return " ".join(text.split())[:500]
+
+
+def error_kind(e: BaseException) -> str:
+    """"input" for a bad image, window or model (kept on resume); "environment" for anything this
+    machine caused (no memory, an unavailable provider or cache, a runtime failure): retried."""
+    if isinstance(e, LamTrtError) and not isinstance(e, ProviderError):
+        return "input"
+    return ENVIRONMENT
+
+
+def row_warnings(row: Row) -> list[str]:
+    return [code for code in (row.get("warnings") or "").split(";") if code]
+
+
+def current_rows(rows: Sequence[Row]) -> list[Row]:
+    """The rows that stand, in file order: for each image (resolved path) only those of its latest
+    content, the last row of each window (a retried row replaces the failed one), and an image's own
+    error row only while it has no window rows."""
+    latest = {r["image_path"]: r["image_sha256"] for r in rows}
+    last: dict[Key, int] = {}
+    for i, r in enumerate(rows):
+        if r["image_sha256"] == latest[r["image_path"]]:
+            last[row_key(r)] = i
+    windowed = {k[:2] for k in last if k[2] is not None}
+    return [rows[i] for k, i in sorted(last.items(), key=lambda item: item[1])
+            if k[2] is not None or k[:2] not in windowed]
 
 
 def _finite(v: Any) -> Any:
@@ -295,7 +346,7 @@ class ResultsLog:
             complete = data[:data.rfind(b"\n") + 1]
             if len(complete) != len(data):
                 f.truncate(len(complete))
-            rows = self.parse(complete.decode("utf-8"))
+            rows = self.parse(complete.decode("utf-8", "surrogateescape"))
             if self.fmt == "csv" and not complete:
                 self._write(f, self._csv_line(list(COLUMNS)))
             yield rows, lambda row: self._write(f, self.serialise(row))
@@ -305,7 +356,7 @@ class ResultsLog:
         if not self.path.exists():
             return []
         data = self.path.read_bytes()
-        return self.parse(data[:data.rfind(b"\n") + 1].decode("utf-8"))
+        return self.parse(data[:data.rfind(b"\n") + 1].decode("utf-8", "surrogateescape"))
 
     def parse(self, text: str) -> list[Row]:
         if self.fmt == "jsonl":
@@ -316,25 +367,42 @@ class ResultsLog:
         if tuple(lines[0]) != COLUMNS:
             raise InputError(f"{self.path} has other columns than lam-trt {lam_trt.__version__} writes; "
                              "use another --out")
-        return [{k: _from_csv(k, v) for k, v in zip(COLUMNS, line)} for line in lines[1:] if line]
+        rows = []
+        for n, line in enumerate(lines[1:], start=2):
+            if not line:
+                continue
+            if len(line) != len(COLUMNS):
+                raise InputError(f"{self.path}, row {n}: {len(line)} cells where {len(COLUMNS)} belong; "
+                                 "the file is damaged: fix or delete that row, or use another --out")
+            try:
+                rows.append({k: _from_csv(k, v) for k, v in zip(COLUMNS, line)})
+            except ValueError:
+                raise InputError(f"{self.path}, row {n}: a number column holds text; the file is damaged: "
+                                 "fix or delete that row, or use another --out") from None
+        return rows
 
     def serialise(self, row: Row) -> bytes:
-        if self.fmt == "jsonl":
+        if self.fmt == "jsonl":  # JSON escapes a non-UTF-8 file name's surrogates as \udcXX
             return (json.dumps({k: row.get(k) for k in COLUMNS}, allow_nan=False) + "\n").encode()
         return self._csv_line(["" if row.get(k) is None else row[k] for k in COLUMNS])
 
     def _json_row(self, line: str, n: int) -> Row:
         try:
-            return json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"{self.path}, line {n}: not a JSON row; the file is damaged") from None
+        if not isinstance(row, dict) or set(COLUMNS) - set(row):
+            raise InputError(f"{self.path}, line {n} has other columns than lam-trt {lam_trt.__version__} "
+                             "writes; use another --out")
+        return row
 
     @staticmethod
     def _csv_line(cells: list[Any]) -> bytes:
+        """One CSV row, file names exactly as they are (csv quotes what needs quoting; a non-UTF-8
+        name's bytes come back through surrogateescape, as the file system gave them)."""
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(
-            [" ".join(c.split()) if isinstance(c, str) else c for c in cells])  # one row, one line
-        return buf.getvalue().encode("utf-8")
+        csv.writer(buf, lineterminator="\n").writerow(cells)
+        return buf.getvalue().encode("utf-8", "surrogateescape")
 
     @staticmethod
     def _write(f: Any, data: bytes) -> None:
@@ -365,42 +433,60 @@ def _lock(f: Any, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Gates:
-    """QA gates over all rows: DI at least ``min_di``; |relative completeness gap| at most ``max_gap``;
-    with ``fail_on_error`` an error row fails too (otherwise it is reported, not gated)."""
+    """QA gates over the rows that stand. A row fails on an error (unless ``allow_errors``); on a
+    DI below ``min_di``; on an |relative completeness gap| above ``max_gap``; on a degenerate window
+    (DI undefined) or a gap with no ratio when ``min_di`` or ``max_gap`` is set (unless
+    ``allow_degenerate``); and on any warning whose code is in ``fail_on_warnings`` ("all": any).
+    A metric gate that no row measured fails the run: a gate never passes on nothing. A row whose
+    D(F(I)) ~ D(F(I')) (warning nothing-to-attribute) has no meaningful relative gap for --max-gap."""
 
     min_di: float | None = None
     max_gap: float | None = None
-    fail_on_error: bool = False
+    allow_errors: bool = False
+    allow_degenerate: bool = False
+    fail_on_warnings: tuple[str, ...] = ()
 
-    def check(self) -> None:
+    def check(self, method: str = "lam") -> None:
         for name, value in (("--min-di", self.min_di), ("--max-gap", self.max_gap)):
             if value is not None and not math.isfinite(value):
                 raise InputError(f"{name} must be a finite number, got {value}")
         if self.max_gap is not None and self.max_gap < 0:
             raise InputError(f"--max-gap is a ratio >= 0, got {self.max_gap}")
+        if self.max_gap is not None and method not in ("lam", "ig"):
+            raise InputError(f"--max-gap needs a path integral; {method} has no completeness gap")
 
     @property
-    def active(self) -> bool:
-        return self.min_di is not None or self.max_gap is not None or self.fail_on_error
+    def metric(self) -> bool:
+        return self.min_di is not None or self.max_gap is not None
 
     def reasons(self, row: Row) -> list[str]:
         if row.get("error"):
-            return ["error"] if self.fail_on_error else []
-        out = []
-        di, gap = row.get("diffusion_index"), row.get("completeness_gap")
-        rel = row.get("completeness_gap_relative")
-        if self.min_di is not None and (di is None or di < self.min_di):
-            out.append(f"DI {di:.4g} < {self.min_di:g}" if di is not None else "no DI")
+            return [] if self.allow_errors else [f"error: {row['error']}"[:200]]
+        codes = row_warnings(row)
+        out = [f"warning {c}" for c in codes if c in self.fail_on_warnings or "all" in self.fail_on_warnings]
+        di, rel = row.get("diffusion_index"), row.get("completeness_gap_relative")
+        if di is None and self.metric and not self.allow_degenerate:
+            out.append("degenerate window (DI undefined)")
+        if self.min_di is not None and di is not None and di < self.min_di:
+            out.append(f"DI {di:.4g} < {self.min_di:g}")
         if self.max_gap is not None:
-            if rel is None and gap:  # D(F(I)) = D(F(I')): no ratio, so any gap at all fails
-                out.append(f"gap {gap:.4g} with no detector difference")
-            elif rel is not None and abs(rel) > self.max_gap:
+            flat = rel is None or NOTHING_TO_ATTRIBUTE in codes  # D(F(I)) ~ D(F(I')): a ratio of noise
+            if flat and di is not None and not self.allow_degenerate:
+                out.append("no meaningful relative gap (D(F(I)) ~ D(F(I')): nothing to attribute)")
+            elif rel is not None and not flat and abs(rel) > self.max_gap:
                 out.append(f"|relative gap| {abs(rel):.4g} > {self.max_gap:g}")
         return out
 
-    def violations(self, rows: Iterable[Row]) -> list[dict[str, Any]]:
-        return [{"image": r["image"], "window_x": r["window_x"], "window_y": r["window_y"], "reasons": why}
-                for r in rows if (why := self.reasons(r))]
+    def violations(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
+        """Each failing row's reasons, and a run-level one when a metric gate measured no row."""
+        out = [{"image": r["image"], "window_x": r["window_x"], "window_y": r["window_y"], "reasons": why}
+               for r in rows if (why := self.reasons(r))]
+        for name, column, value in (("--min-di", "diffusion_index", self.min_di),
+                                    ("--max-gap", "completeness_gap_relative", self.max_gap)):
+            if value is not None and not any(r.get(column) is not None and not r.get("error") for r in rows):
+                out.append({"image": None, "window_x": None, "window_y": None,
+                            "reasons": [f"{name}: no row was measured, so the gate has nothing to pass"]})
+        return out
 
 
 DI_STATS: dict[str, Callable[[np.ndarray], Any]] = {
@@ -409,13 +495,20 @@ DI_STATS: dict[str, Callable[[np.ndarray], Any]] = {
 
 
 def summarise(rows: Sequence[Row]) -> dict[str, Any]:
-    """Count, errors and the DI distribution (mean, median, p5, p95) over the rows without error."""
+    """Counts (measured, degenerate, errors), the warnings by code, and the DI distribution (mean,
+    median, p5, p95) over the rows with a defined DI: degenerate windows never pull the mean."""
     ok = [r for r in rows if not r.get("error")]
     di = np.array([r["diffusion_index"] for r in ok if r.get("diffusion_index") is not None], dtype=np.float64)
     gaps = np.array([abs(r["completeness_gap_relative"]) for r in ok
                      if r.get("completeness_gap_relative") is not None], dtype=np.float64)
-    return {"count": len(rows), "ok": len(ok), "errors": len(rows) - len(ok),
-            "diffusion_index": _stats(di, DI_STATS),
+    warnings: dict[str, int] = {}
+    for r in ok:
+        for code in row_warnings(r):
+            warnings[code] = warnings.get(code, 0) + 1
+    return {"count": len(rows), "ok": len(ok), "measured": int(di.size), "degenerate": len(ok) - int(di.size),
+            "errors": len(rows) - len(ok),
+            "environment_errors": sum(1 for r in rows if r.get("error_kind") == ENVIRONMENT),
+            "warnings": warnings, "diffusion_index": _stats(di, DI_STATS),
             "completeness_gap_relative_abs": _stats(gaps, {"median": np.median, "max": np.max})}
 
 
@@ -447,6 +540,7 @@ class BatchOutcome:
     violations: list[dict[str, Any]]
     new_rows: int
     skipped_rows: int
+    warning_messages: dict[str, str] = field(default_factory=dict)  # code -> the first message of this run
 
     @property
     def passed(self) -> bool:
@@ -461,7 +555,7 @@ def plan_batch(model: str | os.PathLike, inputs: Sequence[str], out_dir: str | o
     from lam_trt.attributor import Attributor
 
     params.check()
-    gates.check()
+    gates.check(params.method)
     log = ResultsLog(Path(out_dir), fmt)
     images = expand_inputs(inputs)
     providers.resolve(provider)
@@ -521,18 +615,20 @@ def _run(plan: BatchPlan, on_row: Callable[[Row], None] | None, use_ray: bool) -
     if not (plan.out_dir / "run.json").exists():
         write_json(plan.out_dir / "run.json", plan.run_info)
     with plan.log.appending() as (rows, append):
-        done = {row_key(r) for r in rows}
-        skipped = len(rows)
+        done = {row_key(r) for r in current_rows(rows) if r.get("error_kind") != ENVIRONMENT}
+        before, messages = len(rows), {}
         for row in _rows(plan, done, use_ray):
+            messages.update({k: v for k, v in row.pop(MESSAGES, {}).items() if k not in messages})
             append(row)
             rows.append(row)
             if on_row is not None:
                 on_row(row)
-    summary = summarise(rows)
-    violations = plan.gates.violations(rows)
+    standing = current_rows(rows)
+    summary = summarise(standing)
+    violations = plan.gates.violations(standing)
     summary["gates"] = {**asdict(plan.gates), "violations": len(violations), "passed": not violations}
     write_json(plan.out_dir / "summary.json", {**summary, "violations": violations})
-    return BatchOutcome(summary, violations, len(rows) - skipped, skipped)
+    return BatchOutcome(summary, violations, len(rows) - before, len(done), messages)
 
 
 def _rows(plan: BatchPlan, done: set[Key], ray: bool) -> Iterator[Row]:
@@ -542,7 +638,7 @@ def _rows(plan: BatchPlan, done: set[Key], ray: bool) -> Iterator[Row]:
         by_image: dict[str, list[Key]] = {}
         for key in done:
             by_image.setdefault(key[0], []).append(key)
-        jobs = [(image, by_image.get(image, [])) for image in plan.images]
+        jobs = [(image, by_image.get(os.path.realpath(image), [])) for image in plan.images]
         yield from ray_rows(plan.model, jobs, plan.params, plan.provider, plan.cache_dir)
         return
     for image in plan.images:

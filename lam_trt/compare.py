@@ -48,7 +48,7 @@ class ModelRun:
     result: LAMResult
 
     @property
-    def di(self) -> float:
+    def di(self) -> float | None:
         return self.result.diffusion_index
 
 
@@ -73,7 +73,7 @@ class Comparison:
     mass: float = 0.5
 
     def by_di(self) -> list[ModelRun]:
-        return sorted(self.runs, key=lambda r: r.di)
+        return sorted(self.runs, key=lambda r: (r.di is None, r.di or 0.0))  # undefined DI ranks last
 
     @functools.cached_property
     def area(self) -> AreaOfInterest:

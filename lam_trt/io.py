@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -54,6 +55,26 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
+STALE_SECONDS = 3600  # a hidden staging folder this old belongs to a killed process
+
+
+def remove_stale(folder: Path, prefix: str, suffix: str, age: float) -> None:
+    """Remove the hidden folders ``prefix*suffix`` in ``folder`` last changed over ``age`` seconds ago."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if name.startswith(prefix) and name.endswith(suffix) and name.startswith("."):
+            try:
+                if entry.is_dir(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > age:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:
+                continue
+
+
 @contextlib.contextmanager
 def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``out_dir``; on success move its files into ``out_dir``.
@@ -63,6 +84,7 @@ def staged_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out.parent, f".{out.name}.", ".staging", STALE_SECONDS)  # left by killed writes
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
     try:
         yield stage

@@ -8,6 +8,13 @@ import numpy as np
 from lam_trt.errors import InputError
 
 GINI_EPS = 1e-7  # the reference adds this before sorting, so an all-zero map has Gini 0
+# A window is featureless when its detector per pixel is below this share of the whole SR image's
+# mean gradient magnitude: LAM then measures rounding, not the network.
+FLAT_WINDOW_RATIO = 1e-3
+# D(F(I)) and D(F(I')) this close (relative to D(F(I))): the path changes nothing worth attributing.
+NO_CHANGE_RATIO = 1e-3
+ZERO_MAP_RATIO = 1e-6  # a map whose total |channel sum| is this small against D(F(I)) is rounding noise
+GAP_WARNING = 0.05  # default |relative completeness gap| above which a result carries a warning
 
 
 def gradient_detector(sr: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
@@ -18,6 +25,37 @@ def gradient_detector(sr: np.ndarray, window: tuple[int, int, int, int]) -> np.n
     dy = t[:, :, :-1, :-1] - t[:, :, 1:, :-1]
     dx = t[:, :, :-1, :-1] - t[:, :, :-1, 1:]
     return np.sqrt(dy * dy + dx * dx).sum(axis=(1, 2, 3))
+
+
+def mean_gradient(sr: np.ndarray) -> float:
+    """The whole image's detector per pixel: the mean over all positions of the sum over channels of
+    sqrt(dy^2 + dx^2) of ``sr`` [C, H, W] (forward differences, as ``gradient_detector``)."""
+    _, height, width = sr.shape
+    if height < 2 or width < 2:
+        return 0.0
+    return float(gradient_detector(sr[None], (0, 0, height - 1, width - 1))[0]) / ((height - 1) * (width - 1))
+
+
+def degenerate_reason(attribution: np.ndarray, d_input: float, size: int, image_mean_gradient: float) -> str | None:
+    """Why DI and Gini of the [C, h, w] map mean nothing for this window, or None: the window is
+    featureless (D(F(I)) per pixel at most FLAT_WINDOW_RATIO of the image's mean gradient), or the
+    map is zero (its total |channel sum| at most ZERO_MAP_RATIO of D(F(I))): normalising rounding
+    noise to [0, 1] would give a DI that describes float error, not the network."""
+    per_pixel = float(d_input) / (size * size)
+    if per_pixel <= FLAT_WINDOW_RATIO * image_mean_gradient:
+        return (f"the window is featureless: D(F(I)) is {per_pixel:.3g} per pixel, at most "
+                f"{FLAT_WINDOW_RATIO:g} of the SR image's mean gradient {image_mean_gradient:.3g}")
+    total = float(np.abs(np.asarray(attribution, np.float64).sum(axis=0)).sum())
+    if total <= ZERO_MAP_RATIO * float(d_input):
+        return (f"the attribution map is zero (total |LAM| {total:.3g} against D(F(I)) {float(d_input):.4g}): "
+                "no input pixel changes the window's detector along the path")
+    return None
+
+
+def nothing_to_attribute(d_input: float, d_baseline: float) -> bool:
+    """True when the path from I' to I hardly changes the detector: |D(F(I)) - D(F(I'))| at most
+    NO_CHANGE_RATIO of D(F(I)) (so the map and the relative gap divide almost nothing)."""
+    return abs(float(d_input) - float(d_baseline)) <= NO_CHANGE_RATIO * abs(float(d_input))
 
 
 def abs_normalised(attribution: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from scipy import signal, stats
 
 from lam_trt.errors import InputError
 from lam_trt.io import atomic_write
-from lam_trt.result import LAMResult
+from lam_trt.result import LAMResult, format_gap
 
 PANEL_TITLES = {
     "input": "input (bicubic up) + window",
@@ -31,7 +31,6 @@ PANEL_TITLES = {
 WINDOW_COLOUR = (255, 0, 0)
 MAP_WINDOW_COLOUR = "#1f4fff"        # on the white-to-red map a red outline would vanish
 METHOD_LABELS = {"lam": "LAM", "ig": "IG", "grad": "gradient", "grad-x-input": "gradient x input"}
-PATH_METHODS = ("lam", "ig")        # the methods that integrate along a path (path.png plots it)
 FORMATS = ("png", "pdf", "svg")
 DEFAULT_DPI = 150
 ZOOM_MASS = 0.99                     # the zoomed panels hold the pixels with this share of the map
@@ -106,7 +105,7 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
 
 def hr_image(result: LAMResult) -> np.ndarray | None:
     """uint8 RGB of the result's HR image at SR-output size, when it has one (``--hr``)."""
-    hr = getattr(result, "hr_image", None)
+    hr = result.hr_image
     if hr is None:
         return None
     return _to_rgb8(np.clip(hr, 0.0, 1.0))
@@ -299,15 +298,13 @@ def format_number(value: float | None, spec: str) -> str:
 
 
 def _fmt_gap(result: LAMResult) -> str:
-    relative = result.completeness_gap_relative
-    share = f" ({100 * relative:.1f}%)" if np.isfinite(relative) else ""
-    return f"{result.completeness_gap:.4g}{share}"
+    return format_gap(result.completeness_gap, result.completeness_gap_relative)
 
 
 def _summary(result: LAMResult) -> str:
     text = (f"{method_label(result.method)}  x{result.scale}  DI {format_number(result.diffusion_index, '.2f')}  "
             f"Gini {format_number(result.gini, '.3f')}  D(F(I)) {format_number(result.detector_input, '.4g')}")
-    if result.method in PATH_METHODS:  # a one-point method has no integral to complete
+    if result.path_integral:  # a one-point method has no integral to complete
         text += f"  completeness gap {_fmt_gap(result)}  ({len(result.alphas)} path points)"
     return text
 

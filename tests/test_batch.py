@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -291,7 +292,7 @@ def test_cli_killed_mid_batch_resumes_without_duplicates(env, tmp_path):
     total = 1 + 16 * 3
     assert 5 <= written < total, "the batch finished before it could be interrupted"
     rerun = subprocess.run(command, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.returncode == 1 and "error: not an image" in rerun.stderr     # broken.png fails the run
     assert f"{total} rows" in rerun.stdout and f"{total - written} new" in rerun.stdout
     rows = ResultsLog(out, "csv").read()
     assert len(rows) == total and len(set(keys(rows))) == total
@@ -302,35 +303,63 @@ def test_cli_killed_mid_batch_resumes_without_duplicates(env, tmp_path):
 def test_gates_on_rows():
     ok = {"image": "a", "window_x": 0, "window_y": 0, "error": None, "diffusion_index": 5.0,
           "completeness_gap": 0.1, "completeness_gap_relative": 0.2}
-    flat = {**ok, "completeness_gap": 0.0, "completeness_gap_relative": None}
+    flat = {**ok, "completeness_gap": 0.0, "completeness_gap_relative": None, "warnings": "nothing-to-attribute"}
+    degenerate = {**ok, "diffusion_index": None, "completeness_gap_relative": None,
+                  "warnings": "degenerate-window;nothing-to-attribute"}
     broken = {**ok, "error": "not an image", "diffusion_index": None}
-    assert Gates(min_di=4).violations([ok, flat, broken]) == []
-    assert [v["reasons"] for v in Gates(min_di=6).violations([ok])] == [["DI 5 < 6"]]
-    assert len(Gates(max_gap=0.1).violations([ok, flat])) == 1       # no detector change, no gap: passes
-    assert len(Gates(max_gap=0.1).violations([{**flat, "completeness_gap": 0.5}])) == 1
-    assert Gates(fail_on_error=True).violations([broken])[0]["reasons"] == ["error"]
+    reasons = lambda gates, rows: [v["reasons"] for v in gates.violations(rows)]
+    assert reasons(Gates(), [ok, flat, degenerate]) == []                   # no metric gate: reported only
+    assert reasons(Gates(), [broken]) == [["error: not an image"]]          # errors fail by default
+    assert reasons(Gates(allow_errors=True), [ok, broken]) == []
+    assert reasons(Gates(min_di=4), [ok]) == [] and reasons(Gates(min_di=6), [ok]) == [["DI 5 < 6"]]
+    assert reasons(Gates(min_di=4), [ok, degenerate]) == [["degenerate window (DI undefined)"]]
+    assert reasons(Gates(min_di=4, allow_degenerate=True), [ok, degenerate]) == []
+    assert len(Gates(max_gap=0.5).violations([ok, flat])) == 1             # no ratio: nothing measured
+    assert reasons(Gates(max_gap=0.1), [ok]) == [["|relative gap| 0.2 > 0.1"]]
+    assert reasons(Gates(fail_on_warnings=("nothing-to-attribute",)), [ok, flat]) == [
+        ["warning nothing-to-attribute"]]
+    assert len(Gates(fail_on_warnings=("all",)).violations([ok, flat, degenerate])) == 2
+    for gates in (Gates(min_di=0.5), Gates(max_gap=1.0)):                  # a gate over nothing fails
+        assert "no row was measured" in reasons(gates, [broken])[-1][0]
+        assert "no row was measured" in reasons(gates, [])[0][0]
+        assert "no row was measured" in reasons(replace(gates, allow_errors=True, allow_degenerate=True),
+                                                [broken, degenerate])[-1][0]
     with pytest.raises(InputError):
         Gates(max_gap=-1).check()
+    with pytest.raises(InputError, match="no completeness gap"):
+        Gates(max_gap=0.1).check("grad")
 
 
 def test_cli_gates_and_exit_codes(env, tmp_path):
     out = tmp_path / "out"
     args = ["batch", env.model, env.images, "--steps", STEPS, "--out", out]
-    passed = cli(*args, "--min-di", 0.5, "--max-gap", 100)
+    passed = cli(*args, "--min-di", 0.5, "--max-gap", 100, "--allow-errors", "--allow-degenerate")
     assert passed.exit_code == 0, passed.output
-    assert "4 rows (3 ok, 1 errors" in passed.output and "QA gates: passed" in passed.output
+    assert "4 rows (" in passed.output and "1 errors" in passed.output and "QA gates: passed" in passed.output
     assert "DI mean" in passed.output and "p95" in passed.output
     rows = ResultsLog(out, "csv").read()
     lowest = min(r["diffusion_index"] for r in rows if not r["error"])
-    failed = cli(*args, "--min-di", lowest + 1e-6, "--json")          # same folder: resumes, adds nothing
+    failed = cli(*args, "--min-di", lowest + 1e-6, "--allow-errors", "--json")  # same folder: adds nothing
     assert failed.exit_code == 1
     summary = json.loads(failed.stdout)
     assert summary["new_rows"] == 0 and summary["gates"]["violations"] >= 1 and not summary["gates"]["passed"]
-    assert "fail the QA gates" in failed.stderr
-    assert cli(*args, "--max-gap", 1e-9).exit_code == 1
-    assert cli(*args, "--fail-on-error").exit_code == 1
-    assert cli(*args).exit_code == 0                                 # errors alone are reported, not gated
+    assert "fail" in failed.stderr and "QA gates" in failed.stderr
+    assert cli(*args, "--max-gap", 1e-9, "--allow-errors").exit_code == 1
+    assert cli(*args).exit_code == 1                                 # the broken image's row fails the run
+    assert cli(*args, "--allow-errors").exit_code == 0
+    assert cli(*args, "--fail-on-error").exit_code == 1              # the old flag still works
     assert len(ResultsLog(out, "csv").read()) == 4
+
+
+def test_cli_gates_over_no_measured_row_fail(env, tmp_path):
+    """The issue's case: a folder that does not exist, with gates, must not pass."""
+    run = cli("batch", env.model, tmp_path / "nosuchdir", "--min-di", 0.5, "--max-gap", 0.05,
+              "--out", tmp_path / "out")
+    assert run.exit_code == 1 and "QA gates: passed" not in run.output
+    assert "no row was measured" in run.stderr or "error" in run.stderr
+    allowed = cli("batch", env.model, tmp_path / "nosuchdir", "--min-di", 0.5, "--allow-errors",
+                  "--out", tmp_path / "out")
+    assert allowed.exit_code == 1 and "no row was measured" in allowed.stderr
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -349,3 +378,84 @@ def test_cli_missing_model_and_unmatched_glob(env, tmp_path):
         result = cli("batch", *args, "--out", tmp_path / "out")
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------- resume keys (issue 12)
+
+def test_one_folder_named_three_ways_gives_its_rows_once(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(env.images.parent)
+    name = env.images.name
+    out = tmp_path / "out"
+    first = run(env, out, inputs=[name], windows="center")
+    for alias in (str(env.images.resolve()), f"{name}/../{name}"):
+        again = run(env, out, inputs=[alias], windows="center")
+        assert again.new_rows == 0 and again.skipped_rows == first.new_rows
+    assert len(ResultsLog(out, "csv").read()) == first.new_rows == 4
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_odd_file_names_survive_a_resume(env, tmp_path, fmt):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = ["two  spaces.png", " lead.png", "tab\there.png", os.fsdecode(b"latin1-\xe9.png")]
+    for name in names:
+        (folder / name).write_bytes((env.images / "a.png").read_bytes())
+    out = tmp_path / "out"
+    first = run(env, out, inputs=[str(folder)], windows="center", fmt=fmt)
+    rows = ResultsLog(out, fmt).read()
+    assert sorted(Path(r["image"]).name for r in rows) == sorted(names) and not any(r["error"] for r in rows)
+    again = run(env, out, inputs=[str(folder)], windows="center", fmt=fmt)
+    assert first.new_rows == 4 and again.new_rows == 0 and len(ResultsLog(out, fmt).read()) == 4
+
+
+def test_cli_prints_a_non_utf8_name(env, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / os.fsdecode(b"bad-\xff.png")).write_bytes(b"not a png")
+    run_ = cli("batch", env.model, folder, "--steps", STEPS, "--out", tmp_path / "out")
+    assert run_.exit_code == 1 and "bad-\\xff.png" in run_.stderr and "Traceback" not in run_.output
+
+
+def test_a_changed_image_is_computed_again(env, tmp_path):
+    image = tmp_path / "img.png"
+    image.write_bytes((env.images / "a.png").read_bytes())
+    out = tmp_path / "out"
+    before = ResultsLog(out, "csv")
+    run(env, out, inputs=[str(image)], windows="center")
+    image.write_bytes((env.images / "b.png").read_bytes())
+    again = run(env, out, inputs=[str(image)], windows="center")
+    assert again.new_rows == 1 and again.summary["count"] == 1      # the old row no longer stands
+    rows = before.read()
+    assert len(rows) == 2 and rows[0]["image_sha256"] != rows[1]["image_sha256"]
+
+
+def test_environment_failures_are_retried_on_resume(env, tmp_path, monkeypatch):
+    import lam_trt.attributor
+
+    real = lam_trt.attributor.Attributor.attribute
+
+    def no_memory(self, *args, **kwargs):
+        raise MemoryError("Unable to allocate 73.2 GiB")
+
+    monkeypatch.setattr(lam_trt.attributor.Attributor, "attribute", no_memory)
+    out = tmp_path / "out"
+    image = str(env.images / "a.png")
+    failed = run(env, out, inputs=[image], windows="center")
+    (row,) = ResultsLog(out, "csv").read()
+    assert row["error_kind"] == "environment" and "MemoryError" in row["error"] and failed.violations
+    monkeypatch.setattr(lam_trt.attributor.Attributor, "attribute", real)
+    retried = run(env, out, inputs=[image], windows="center")
+    assert retried.new_rows == 1 and retried.summary["errors"] == 0 and not retried.violations
+    bad = tmp_path / "w.csv"
+    bad.write_text("x,y\n999,999\n")                                 # an input error is kept, not retried
+    run(env, tmp_path / "kept", inputs=[image], windows=str(bad))
+    assert run(env, tmp_path / "kept", inputs=[image], windows=str(bad)).new_rows == 0
+
+
+def test_a_damaged_csv_row_is_one_line(env, tmp_path):
+    out = tmp_path / "out"
+    run(env, out, inputs=[str(env.images / "a.png")], windows="center")
+    with open(out / "results.csv", "a") as f:
+        f.write("a.png,only,three\n")
+    result = cli("batch", env.model, env.images / "a.png", "--steps", STEPS, "--out", out)
+    assert result.exit_code == 2 and "row 3" in result.stderr and "damaged" in result.stderr

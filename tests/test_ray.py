@@ -58,9 +58,9 @@ def test_ray_rows_equal_local_rows_and_resume(ray_local, tmp_path):
         run_batch(plan_batch(env.model, [str(env.images)], mixed, params), on_row=stop_after(1))
 
     result = CliRunner().invoke(app, ["batch", str(env.model), str(env.images), "--steps", str(STEPS),
-                                      "--out", str(mixed), "--ray"])
+                                      "--out", str(mixed), "--ray", "--allow-errors"])
     assert result.exit_code == 0, result.output
-    assert "3 rows (2 ok, 1 errors; 2 new, 1 from an earlier run)" in result.stdout
+    assert "3 rows (2 measured, 0 degenerate, 1 errors; 2 new, 1 from an earlier run)" in result.stdout
 
     expected, rows = ResultsLog(local, "csv").read(), ResultsLog(mixed, "csv").read()
     assert keys(rows) == keys(expected) and len(set(keys(rows))) == 3

@@ -5,9 +5,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, check_figure_options,
-                                     handle_errors, out_console, path_points, print_json, stage)
+                                     err_console, handle_errors, out_console, path_points, print_json, stage)
 from lam_trt.errors import InputError
 
 
@@ -27,8 +28,12 @@ def attribute_command(
     kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
     method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
     rule: str = typer.Option("right", help=f"Quadrature rule: {', '.join(RULES)} (right = reference)."),
-    hr: bool = typer.Option(False, "--hr", help="IMAGE is an HR image: downscale it by --scale first."),
-    scale: Optional[int] = typer.Option(None, help="The model's scale (needed with --hr)."),
+    hr: bool = typer.Option(False, "--hr", help="IMAGE is an HR image: downscale it by the model's scale "
+                            "first (recorded in result.json)."),
+    scale: Optional[int] = typer.Option(None, help="With --hr: the scale to downscale by; must match the "
+                                        "model's (default: the model's own)."),
+    warn_gap: float = typer.Option(0.05, "--warn-gap", help="Warn when the |relative completeness gap| "
+                                   "is above this ratio."),
     provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Path images per run "
                                              "(default: from a memory budget)."),
@@ -37,33 +42,53 @@ def attribute_command(
     figure: FigureFormat = "png",
     dpi: FigureDpi = FIGURE_DPI,
 ) -> None:
-    """Compute the Local Attribution Map of one window of MODEL's output for IMAGE."""
+    """Compute the Local Attribution Map of one window of MODEL's output for IMAGE.
+
+    Warnings (a degenerate window, a large completeness gap, ...) go to stderr and result.json.
+    Exit codes: 0 done, 2 bad input (one line on stderr, nothing written).
+    """
     from lam_trt.attributor import Attributor
-    from lam_trt.report import write_result
+    from lam_trt.provenance import command_line
 
     check_figure_options(figure, dpi)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    if not warn_gap >= 0:
+        raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
     attributor = Attributor(model, provider=provider)
     with stage("path images", path_points(method.lower(), steps, rule)) as advance:
         result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
                                       kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
-                                      scale=scale, internal_batch_size=batch_size, progress=advance)
-    summary = write_result(result, out, figure=figure.lower(), dpi=dpi, source_image=str(image))
+                                      scale=scale, internal_batch_size=batch_size, progress=advance,
+                                      gap_warning=warn_gap)
+    result.meta["command"] = command_line()
+    summary = result.save(out, figure=figure.lower(), dpi=dpi, source_image=str(image))
+    print_warnings(result.warnings)
     if json_out:
         print_json(summary)
     else:
         print_summary(summary, out)
 
 
+def print_warnings(warnings) -> None:
+    """Each warning once, one line each, on stderr."""
+    from lam_trt.result import unique_warnings
+
+    for w in unique_warnings(warnings):
+        err_console.print(f"[yellow]warning:[/] {escape(f'{w.message} [{w.code}]')}", soft_wrap=True)
+
+
 def print_summary(summary: dict, out: Path) -> None:
+    from lam_trt.result import format_gap
+
     w = summary["window"]
-    gap = summary["completeness_gap_relative"]
+    di, gini = summary["diffusion_index"], summary["gini"]
     out_console.print(
-        f"[bold]DI[/] {summary['diffusion_index']:.3f}   Gini {summary['gini']:.4f}   "
+        f"[bold]DI[/] {'undefined' if di is None else f'{di:.3f}'}   "
+        f"Gini {'undefined' if gini is None else f'{gini:.4f}'}   "
         f"window x={w['x']} y={w['y']} size={w['size']}   "
         f"D(F(I)) {summary['detector_input']:.4f}   D(F(I')) {summary['detector_baseline']:.4f}   "
-        f"gap {summary['completeness_gap']:.4g}" + (f" ({100 * gap:.2f}%)" if gap is not None else ""))
+        f"gap {format_gap(summary['completeness_gap'], summary['completeness_gap_relative'])}")
     rt, t = summary["runtime"], summary["timings_seconds"]
     out_console.print(f"{summary['parameters']['path_points']} path images on {rt['provider']} in "
                       f"{t['integral']:.2f} s (total {t['total']:.2f} s) -> {out}/")
