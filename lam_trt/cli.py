@@ -1,12 +1,62 @@
-"""The ``lam-trt`` command: a thin typer layer; each command group lives in lam_trt/commands/."""
+"""The ``lam-trt`` command: a thin typer layer; each command group lives in lam_trt/commands/.
+
+Every command runs inside one error boundary (``ErrorBoundary.invoke``): a mistake of the user's,
+or of their machine (disk full, read-only folder, out of memory), ends as one plain line on stderr
+and exit code 2; anything else is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import importlib
+import sys
+import warnings
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
+
+from lam_trt.errors import user_message
+
+
+class ErrorBoundary(TyperGroup):
+    """The group every command runs under: known errors -> one line, their exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        quiet_libraries()
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BaseException as error:  # KeyboardInterrupt included: it is a user's act
+            known = user_message(error)
+            if known is None:
+                raise
+            print_error(*known)
+            raise typer.Exit(known[1]) from None
+
+
+def print_error(message: str, code: int = 2) -> None:
+    """``error: <message>`` as one plain line (no colour codes, no wrapping) on stderr."""
+    sys.stderr.write(f"{'error' if code != 130 else 'stopped'}: {message}\n")
+    sys.stderr.flush()
+
+
+def quiet_libraries() -> None:
+    """Nothing but lam-trt's own lines on stderr: ONNX Runtime logs only fatal errors (every other
+    one reaches lam-trt as an exception, said in one line), and NumPy's floating-point warnings
+    (0/0 on flat windows) are the metrics' business, reported by them."""
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(4)
+    except ImportError:
+        pass
+    warnings.filterwarnings("ignore", message=".* encountered in ", category=RuntimeWarning)
+
 
 app = typer.Typer(
     name="lam-trt",
+    cls=ErrorBoundary,
     help="Local Attribution Maps for super-resolution networks, from a plain ONNX file.",
     no_args_is_help=True,
     add_completion=False,

@@ -6,16 +6,16 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import (METHODS, RULES, err_console, handle_errors, out_console, print_json,
+from lam_trt.commands._common import (METHODS, RULES, err_console, out_console, print_json,
                                      show_progress)
 from lam_trt.errors import InputError
+from lam_trt.io import check_out_dir
 
 
 def register(app: typer.Typer) -> None:
     app.command("attribute")(attribute_command)
 
 
-@handle_errors
 def attribute_command(
     model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
     image: Path = typer.Argument(..., help="The model's LR input (or an HR image with --hr)."),
@@ -39,6 +39,7 @@ def attribute_command(
     from lam_trt.attributor import Attributor
     from lam_trt.report import write_result
 
+    check_out_dir(out)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     attributor = Attributor(model, provider=provider)

@@ -6,15 +6,15 @@ from typing import Any
 
 import typer
 
-from lam_trt.commands._common import METHODS, err_console, handle_errors, out_console, print_json, show_progress
+from lam_trt.commands._common import METHODS, err_console, out_console, print_json, show_progress
 from lam_trt.errors import InputError
+from lam_trt.io import check_out_dir
 
 
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_command)
 
 
-@handle_errors
 def compare_command(
     paths: list[Path] = typer.Argument(..., metavar="MODEL1 MODEL2 ... IMAGE",
                                        help="Two or more ONNX SR models of one scale, then the LR image."),
@@ -34,6 +34,7 @@ def compare_command(
     """Compare the LAM of one window across SR models (the paper's Fig. 5 and Fig. 6)."""
     from lam_trt.compare import compare_models, write_comparison
 
+    check_out_dir(out)
     if len(paths) < 3:
         raise InputError("give at least two models and then the image: MODEL1 MODEL2 ... IMAGE")
     *models, image = paths
