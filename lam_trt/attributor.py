@@ -21,7 +21,7 @@ from lam_trt.crop import CropPlan, plan_crop
 from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usable
 from lam_trt.errors import InputError, UnsupportedOpError
 from lam_trt.export.autodiff import unsupported_nodes
-from lam_trt.export.inspect import inspect_model
+from lam_trt.export.inspect import check_accepts, inspect_model
 from lam_trt.export.source import image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
@@ -97,7 +97,7 @@ class Attributor:
         else:
             path = make_path(method, img, steps=steps, sigma=sigma, kernel_size=kernel_size,
                              baseline=baselines, rule=rule)
-        x, y, size = int(window[0]), int(window[1]), int(size)
+        x, y, size = window_integers(window, size)
         t_path = time.perf_counter()
         sr = self.forward(np.stack([img, path.baseline]))
         check_window(x, y, size, sr.shape[1:])
@@ -173,6 +173,7 @@ class Attributor:
 
     def load(self, image: ImageSource, hr: bool, scale: Optional[int]) -> np.ndarray:
         img = load_image(image, self.channels)
+        check_accepts(self.model, img.shape)
         if hr:
             if not scale or scale < 1:
                 raise InputError("--hr needs the model's scale (--scale S, S >= 1)")
@@ -225,10 +226,21 @@ def check_window(x: int, y: int, size: int, output_shape: tuple[int, ...]) -> tu
     _, height, width = output_shape
     if size < 1:
         raise InputError(f"window size must be >= 1, got {size}")
+    if size > min(width, height) - 1:  # the detector needs one pixel beyond the window
+        raise InputError(f"window size {size} is larger than the SR output {width}x{height} allows "
+                         f"(at most {min(width, height) - 1})")
     if x < 0 or y < 0 or x + size > width - 1 or y + size > height - 1:
         raise InputError(f"window x={x} y={y} size={size} is outside the SR output {width}x{height}: need "
                          f"0 <= x <= {width - 1 - size} and 0 <= y <= {height - 1 - size}")
     return y, x, size, size
+
+
+def window_integers(window: tuple[int, int], size: int) -> tuple[int, int, int]:
+    """(x, y, size) as ints; a float or other non-integer coordinate is refused, never truncated."""
+    values = (*tuple(window)[:2], size)
+    if len(tuple(window)) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
+        raise InputError(f"window (x, y) and size must be integers, got window={tuple(window)!r} size={size!r}")
+    return int(values[0]), int(values[1]), int(values[2])
 
 
 def attribute(model: str | os.PathLike | onnx.ModelProto, image: ImageSource, window: tuple[int, int] = (0, 0),

@@ -55,6 +55,6 @@ def _print(model: Path, report: dict) -> None:
     missing = report["unsupported_ops"]
     table.add_row(
         "no gradient rule",
-        ", ".join(missing) if missing else report.get("unsupported_ops_note", "none (every op can be differentiated)"),
+        ", ".join(missing) if missing else "none (every op can be differentiated)",
     )
     out_console.print(table, soft_wrap=True)
