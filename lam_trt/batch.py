@@ -316,7 +316,14 @@ class ResultsLog:
         if tuple(lines[0]) != COLUMNS:
             raise InputError(f"{self.path} has other columns than lam-trt {lam_trt.__version__} writes; "
                              "use another --out")
-        return [{k: _from_csv(k, v) for k, v in zip(COLUMNS, line)} for line in lines[1:] if line]
+        return [self._csv_row(line, n) for n, line in enumerate(lines[1:], 2) if line]
+
+    def _csv_row(self, line: list[str], n: int) -> Row:
+        try:
+            return {k: _from_csv(k, v) for k, v in zip(COLUMNS, line)}
+        except ValueError:
+            raise InputError(f"{self.path}, line {n}, is damaged ({','.join(line)[:60]!r}); delete that line "
+                             "to recompute its row, or use another --out") from None
 
     def serialise(self, row: Row) -> bytes:
         if self.fmt == "jsonl":

@@ -15,7 +15,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from lam_trt.errors import user_message
+from lam_trt.errors import LamTrtWarning, user_message
 
 
 class ErrorBoundary(TyperGroup):
@@ -23,6 +23,7 @@ class ErrorBoundary(TyperGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         quiet_libraries()
+        warnings.showwarning = show_warning
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -39,6 +40,18 @@ def print_error(message: str, code: int = 2) -> None:
     """``error: <message>`` as one plain line (no colour codes, no wrapping) on stderr."""
     sys.stderr.write(f"{'error' if code != 130 else 'stopped'}: {message}\n")
     sys.stderr.flush()
+
+
+_show_other_warning = warnings.showwarning
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """lam-trt's own warnings as one ``warning:`` line on stderr; any other as Python shows it."""
+    if issubclass(category, LamTrtWarning):
+        sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
+    else:
+        _show_other_warning(message, category, filename, lineno, file, line)
 
 
 def quiet_libraries() -> None:

@@ -54,6 +54,10 @@ class GateError(LamTrtError):
     exit_code = 1
 
 
+class LamTrtWarning(UserWarning):
+    """Something a user should know, the work goes on; the CLI prints it as one ``warning:`` line."""
+
+
 # ONNX Runtime raises its own exception types (onnxruntime.capi...Fail, RuntimeException); these
 # fragments of their messages mean the allocator ran out, not that the model is wrong.
 ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc", "out of memory", "CUDNN_STATUS_ALLOC_FAILED",

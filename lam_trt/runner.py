@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -12,9 +14,11 @@ import onnx
 import onnxruntime as ort
 
 from lam_trt import providers as prov
+from lam_trt.errors import InputError, LamTrtWarning, MemoryBudgetError
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
 MAX_BATCH = 16  # on the CPU, larger chunks only add cache misses (bench/RESULTS.md)
+MEMORY_ENV = "LAM_TRT_MEMORY"     # the most memory lam-trt may use, e.g. 8G; default: what is free now
 
 ProgressFn = Callable[[int], None]   # called with the number of path images just finished
 
@@ -42,13 +46,35 @@ class GraphRunner:
         self.bytes_per_item = int(meta.get("lam_trt.activation_bytes_per_item", 0))
         self.threads = threads
         opts = prov.session_options(threads)
-        self.batch_size = batch_size or self.auto_batch_size(memory_budget or DEFAULT_MEMORY_BUDGET)
+        self.memory_limit = memory_limit()
+        check_one_fits(self.item_bytes, self.memory_limit, self.input_shape)
+        self.batch_size = batch_size or self.auto_batch_size(min(memory_budget or DEFAULT_MEMORY_BUDGET,
+                                                                 self.memory_limit))
         self.batch_hint = self.batch_size
         start = time.perf_counter()
         self.session = ort.InferenceSession(str(graph_path), opts, providers=self.providers(cache_dir))
         self.session_seconds = time.perf_counter() - start
 
     max_batch = MAX_BATCH
+
+    @property
+    def item_bytes(self) -> int:
+        """Estimated memory of one path image: its forward activations, kept for the backward
+        pass, and as much again for their gradients (0 when the graph does not say)."""
+        return 2 * self.bytes_per_item
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        """Path images per run; a size whose estimate exceeds the memory there is gets a warning."""
+        need = value * self.item_bytes
+        if need > self.memory_limit and value > 1:
+            warnings.warn(f"--batch-size {value} needs about {gib(need)} of memory, more than the {gib(self.memory_limit)} "
+                          f"available; leave --batch-size out to size the chunks to memory", LamTrtWarning, stacklevel=2)
+        self._batch_size = value
 
     def providers(self, cache_dir: Path | None) -> list:
         return prov.session_providers(self.provider, cache_dir)
@@ -57,7 +83,7 @@ class GraphRunner:
         """As many path images per run as fit the budget (activations ~ twice the forward's)."""
         if not self.bytes_per_item:
             return 8
-        return int(max(1, min(self.max_batch, budget // (2 * self.bytes_per_item))))
+        return int(max(1, min(self.max_batch, budget // self.item_bytes)))
 
     def run(self, points: np.ndarray, weights: np.ndarray, window: tuple[int, int, int, int],
             progress: Optional[ProgressFn] = None) -> GraphOutputs:
@@ -79,6 +105,46 @@ class GraphRunner:
                 progress(hi - lo)
         return GraphOutputs(np.concatenate(detector), attribution, np.concatenate(contribution),
                             time.perf_counter() - start, chunks)
+
+
+def memory_limit() -> int:
+    """Bytes lam-trt may use: $LAM_TRT_MEMORY (e.g. 8G, 512M, 2000000000), else the memory free now."""
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    if text:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?", text)
+        if not match:
+            raise InputError(f"{MEMORY_ENV}={text!r} is not a size; write e.g. 8G, 512M or a number of bytes")
+        return int(float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " "))
+    return available_memory()
+
+
+def available_memory() -> int:
+    """MemAvailable of /proc/meminfo (what can be allocated without swapping), else free pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def check_one_fits(item_bytes: int, limit: int, input_shape: tuple[int, ...]) -> None:
+    """Refuse, before a session exists, work whose single path image cannot fit the memory there is."""
+    if item_bytes > limit:
+        c, h, w = input_shape
+        raise MemoryBudgetError(
+            f"one path image of {h}x{w} pixels needs about {gib(item_bytes)} of memory for this network, "
+            f"and {gib(limit)} is available ({MEMORY_ENV} sets the limit): crop the image around the window "
+            f"or use a smaller one (memory grows with its area)")
+
+
+def gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 28 else f"{n / (1 << 20):.0f} MiB"
 
 
 def graph_metadata(path: str | os.PathLike) -> dict[str, str]:
