@@ -74,6 +74,15 @@ def check_accepts(proto: onnx.ModelProto, image_shape: tuple[int, ...]) -> None:
                          f"with `lam-trt export CHECKPOINT --size {h}x{w}`")
 
 
+def forward_bytes(proto: onnx.ModelProto, input_shape: Shape) -> int:
+    """A lower bound of one forward pass's memory: the largest set of activations one node reads
+    and writes at once (float32; weights not counted). ONNX Runtime cannot run in less."""
+    shapes = static_shapes(proto, input_shape)
+    weights = {i.name for i in proto.graph.initializer}
+    size = lambda name: 4 * math.prod(shapes[name]) if name in shapes and name not in weights else 0  # noqa: E731
+    return max((sum(size(n) for n in {*node.input, *node.output} if n) for node in proto.graph.node), default=0)
+
+
 # ----------------------------------------------------------------------------------- shapes
 
 

@@ -27,7 +27,7 @@ from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
 from lam_trt.result import LAMResult
 from lam_trt.providers import resolve, session_options, session_providers
-from lam_trt.runner import GraphRunner
+from lam_trt.runner import GraphRunner, check_forward_fits
 
 
 class Attributor:
@@ -174,6 +174,7 @@ class Attributor:
     def load(self, image: ImageSource, hr: bool, scale: Optional[int]) -> np.ndarray:
         img = load_image(image, self.channels)
         check_accepts(self.model, img.shape)
+        check_forward_fits(self.model, img.shape)
         if hr:
             if not scale or scale < 1:
                 raise InputError("--hr needs the model's scale (--scale S, S >= 1)")

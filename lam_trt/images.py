@@ -12,6 +12,7 @@ since Pillow reads those at 8 bits). ``read_image`` says which of these it did
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -76,7 +77,10 @@ def read_image(source: ImageSource, channels: int) -> LoadedImage:
 def _read_file(path: Path, notes: list[str]) -> np.ndarray:
     regular_file(path, "image file")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            # between 89 and 179 megapixels Pillow warns of a "decompression bomb": lam-trt checks
+            # the memory an image needs against the model before the work, and says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if _is_sixteen_bit_colour_png(path):
                 return _orient(_read_png16(path, notes), _orientation(img), notes)
             img.load()

@@ -18,6 +18,7 @@ from lam_trt.errors import InputError, LamTrtWarning, MemoryBudgetError
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
 MAX_BATCH = 16  # on the CPU, larger chunks only add cache misses (bench/RESULTS.md)
+LARGE_IMAGE = 1 << 20             # pixels from which the forward pass's memory is checked first
 MEMORY_ENV = "LAM_TRT_MEMORY"     # the most memory lam-trt may use, e.g. 8G; default: what is free now
 
 ProgressFn = Callable[[int], None]   # called with the number of path images just finished
@@ -141,6 +142,22 @@ def check_one_fits(item_bytes: int, limit: int, input_shape: tuple[int, ...]) ->
             f"one path image of {h}x{w} pixels needs about {gib(item_bytes)} of memory for this network, "
             f"and {gib(limit)} is available ({MEMORY_ENV} sets the limit): crop the image around the window "
             f"or use a smaller one (memory grows with its area)")
+
+
+def check_forward_fits(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> None:
+    """Refuse, before the forward pass allocates it, an image whose forward pass alone cannot fit
+    (the SR output of a 100-megapixel image is tens of GB). Small images are not checked: shape
+    inference would cost more than their forward pass, and it fits any machine."""
+    c, h, w = image_shape
+    if h * w < LARGE_IMAGE:
+        return
+    from lam_trt.export.inspect import forward_bytes
+
+    need, limit = forward_bytes(model, (1, c, h, w)), memory_limit()
+    if need > limit:
+        raise MemoryBudgetError(f"the network's forward pass on a {h}x{w} image needs at least {gib(need)} of memory, "
+                                f"and {gib(limit)} is available ({MEMORY_ENV} sets the limit): crop the image "
+                                "around the window or use a smaller one")
 
 
 def gib(n: int) -> str:

@@ -398,3 +398,12 @@ def test_a_damaged_batch_results_row_is_one_line(files, tmp_path: Path) -> None:
     cells[[i for i, name in enumerate(header.split(",")) if name == "window_x"][0]] = "x?"
     results.write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
     assert_one_line(invoke(*args, "--out", out), "results.csv, line 2, is damaged")
+
+
+def test_a_large_image_whose_forward_pass_cannot_fit_is_refused_first(files, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    Image.fromarray(np.full((1024, 1100, 3), 90, np.uint8)).save(big)
+    # the x2 output alone is 3 x 2048 x 2200 floats = 52 MiB
+    result = invoke("attribute", files["model"], big, "--window", 4, 4, "--out", tmp_path / "o",
+                    env={"LAM_TRT_MEMORY": "40M"})
+    assert_one_line(result, "forward pass on a 1024x1100 image needs at least", "crop the image")
