@@ -11,23 +11,32 @@ import sys
 import warnings
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
-from lam_trt.errors import LamTrtWarning, user_message
+try:  # typer >= 0.20 runs its own copy of click: its exceptions are not click's
+    from typer._click.exceptions import ClickException
+except ImportError:
+    from click.exceptions import ClickException
+
+from lam_trt.errors import LamTrtWarning, one_line, user_message
 
 
 class ErrorBoundary(TyperGroup):
     """The group every command runs under: known errors -> one line, their exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         quiet_libraries()
         warnings.showwarning = show_warning
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort):
             raise
+        except ClickException as error:  # a bad option value: one line, not typer's box
+            usage = getattr(error, "ctx", None)
+            hint = f" (see `{usage.command_path} --help`)" if usage is not None else ""
+            print_error(one_line(error.format_message()) + hint, error.exit_code)
+            raise typer.Exit(error.exit_code) from None
         except BaseException as error:  # KeyboardInterrupt included: it is a user's act
             known = user_message(error)
             if known is None:

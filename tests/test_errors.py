@@ -407,3 +407,11 @@ def test_a_large_image_whose_forward_pass_cannot_fit_is_refused_first(files, tmp
     result = invoke("attribute", files["model"], big, "--window", 4, 4, "--out", tmp_path / "o",
                     env={"LAM_TRT_MEMORY": "40M"})
     assert_one_line(result, "forward pass on a 1024x1100 image needs at least", "crop the image")
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--window", 1, 1, "--steps", "abc"], "Invalid value for '--steps'"),
+    ([], "Missing option '--window'"),
+])
+def test_a_bad_option_is_one_line_too(args: list[object], said: str, files) -> None:
+    assert_one_line(invoke("attribute", files["model"], files["lr"], *args), said, "lam-trt attribute --help")
