@@ -376,10 +376,9 @@ def _default(node: onnx.NodeProto, fields: list[Field | None], ctx: _Context) ->
     return replace(f, spatial=spatial, grid=(shape[2], shape[3]) if spatial and shape else f.grid)
 
 
-def _walk(proto: onnx.ModelProto, ctx: _Context) -> tuple[dict[str, Field], list[onnx.NodeProto]]:
-    """Field of every input-dependent tensor, and the nodes on the path from the input."""
+def _walk(proto: onnx.ModelProto, ctx: _Context) -> dict[str, Field]:
+    """Field of every input-dependent tensor."""
     fields: dict[str, Field] = {_image_input(proto).name: Field((1.0, 1.0), (1.0, 1.0), grid=ctx.size)}
-    dependent: list[onnx.NodeProto] = []
     for node in proto.graph.node:
         ins = [fields.get(name) for name in node.input]
         if not any(ins):
@@ -388,14 +387,13 @@ def _walk(proto: onnx.ModelProto, ctx: _Context) -> tuple[dict[str, Field], list
         out = rule(node, ins, ctx)
         if out is None:
             continue
-        dependent.append(node)
         shape = ctx.shape(node.output[0]) if node.output else None
         if out.spatial and shape is not None and len(shape) == 4:
             out = replace(out, grid=(shape[2], shape[3]))
         for name in node.output:
             if name:
                 fields[name] = out
-    return fields, dependent
+    return fields
 
 
 def receptive_field(field: Field | None) -> float | str | None:
@@ -420,15 +418,14 @@ def inspect_model(model: str | Path | onnx.ModelProto, size: tuple[int, int] | N
     The model is read and checked as ``lam-trt attribute`` reads and checks it (one image in, one
     image out; the same list of ops without a gradient rule), so the two never disagree."""
     proto = load_model(model)
-    image_io(proto)
-    image = _image_input(proto)
+    image = image_io(proto)[0]
     h, w = analysis_size(proto, size)
     channels = _dims(image)[1]
     if not isinstance(channels, int) or channels < 1:
         raise ModelError("the input's channel count must be fixed")
     shapes = static_shapes(proto, (1, channels, h, w))
     ctx = _Context(shapes, constants(proto), (h, w))
-    fields, _ = _walk(proto, ctx)
+    fields = _walk(proto, ctx)
     output = proto.graph.output[0]
     out_shape = shapes.get(output.name)
     macs = sum(_macs(node, shapes) for node in proto.graph.node)

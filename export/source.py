@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import onnx
 from onnx import helper, numpy_helper
 from google.protobuf.message import DecodeError
 import numpy as np
 
-from lam_trt.errors import InputError, ModelError
+from lam_trt.errors import ModelError
 from lam_trt.filetypes import not_a_model_hint, regular_file
 
 MIN_OPSET = 9

@@ -62,7 +62,7 @@ class LamTrtWarning(UserWarning):
 # fragments of their messages mean the allocator ran out, not that the model is wrong.
 ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc", "out of memory", "CUDNN_STATUS_ALLOC_FAILED",
                        "CUBLAS_STATUS_ALLOC_FAILED")
-MEMORY_HINT = "use a smaller image (or crop it), fewer --steps per run with --batch-size 1, or a machine with more memory"
+MEMORY_HINT = "crop the image around the window or use a smaller one, try --batch-size 1, or use a machine with more memory"
 
 
 def one_line(text: str) -> str:
