@@ -138,7 +138,7 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
     for steps in steps_list:
         kw = dict(size=C.WINDOW_SIZE, steps=steps, sigma=C.SIGMA)
         path = make_path("lam", image, steps=steps, sigma=C.SIGMA, kernel_size=C.KERNEL_SIZE)
-        points_t = torch.from_numpy(path.points).to(args.torch_device)
+        points_t = torch.from_numpy(np.asarray(path.points)).to(args.torch_device)
         lam = {p: (lambda a=a: a.attribute(image, window=(x, y), kernel_size=C.KERNEL_SIZE, crop=False, **kw))
                for p, a in attributors.items()}
         # Warm-up: builds graphs and sessions, fixes lam-trt's batch size, and checks equal work.
@@ -151,7 +151,7 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
                                                  batch_size=batch, **kw)
         for p in providers:
             methods[f"c_{p}"] = lam[p]
-            methods[f"fwd_{p}"] = lambda p=p: forwards[p](path.points, batch)
+            methods[f"fwd_{p}"] = lambda p=p: forwards[p](np.asarray(path.points), batch)
         methods["fwd_torch"] = lambda: peers.forward_only(model, points_t, batch)
         agreement = {}
         warm = {}

@@ -28,24 +28,14 @@ import onnx
 from onnx import numpy_helper
 
 from lam_trt.errors import InputError, ModelError
+from lam_trt.export.autodiff import unsupported_nodes
+from lam_trt.export.source import image_io, load_model
 
 DEFAULT_SIZE = (64, 64)
 Shape = tuple[int, ...]
 
 
 # ---------------------------------------------------------------------------------- loading
-
-
-def load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        return model
-    path = Path(model)
-    if not path.is_file():
-        raise InputError(f"model not found: {path}")
-    try:
-        return onnx.load(str(path))
-    except Exception as e:
-        raise ModelError(f"{path.name} is not a readable ONNX model ({e.__class__.__name__})") from e
 
 
 def _image_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
@@ -69,6 +59,28 @@ def analysis_size(proto: onnx.ModelProto, size: tuple[int, int] | None) -> tuple
             raise InputError(f"this model's input size is fixed at {fixed[0]}x{fixed[1]}, not {size[0]}x{size[1]}")
         return fixed  # type: ignore[return-value]
     return tuple(size) if size is not None else DEFAULT_SIZE  # type: ignore[return-value]
+
+
+def check_accepts(proto: onnx.ModelProto, image_shape: tuple[int, ...]) -> None:
+    """Refuse an image of another size than a fixed-size model's, saying the size it takes and
+    how to get a model for this one (ONNX Runtime's own message names only dimension indices)."""
+    dims = _dims(_image_input(proto))
+    h, w = image_shape[-2:]
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in dims[2:]]
+    if any(f is not None and f != n for f, n in zip(fixed, (h, w))):
+        accepts = "x".join(str(f) if f else "any" for f in fixed)
+        raise InputError(f"this model takes only {accepts} images (its input size is fixed), the image is "
+                         f"{h}x{w}: crop or resize the image to {accepts}, or export the model for this size "
+                         f"with `lam-trt export CHECKPOINT --size {h}x{w}`")
+
+
+def forward_bytes(proto: onnx.ModelProto, input_shape: Shape) -> int:
+    """A lower bound of one forward pass's memory: the largest set of activations one node reads
+    and writes at once (float32; weights not counted). ONNX Runtime cannot run in less."""
+    shapes = static_shapes(proto, input_shape)
+    weights = {i.name for i in proto.graph.initializer}
+    size = lambda name: 4 * math.prod(shapes[name]) if name in shapes and name not in weights else 0  # noqa: E731
+    return max((sum(size(n) for n in {*node.input, *node.output} if n) for node in proto.graph.node), default=0)
 
 
 # ----------------------------------------------------------------------------------- shapes
@@ -364,10 +376,9 @@ def _default(node: onnx.NodeProto, fields: list[Field | None], ctx: _Context) ->
     return replace(f, spatial=spatial, grid=(shape[2], shape[3]) if spatial and shape else f.grid)
 
 
-def _walk(proto: onnx.ModelProto, ctx: _Context) -> tuple[dict[str, Field], list[onnx.NodeProto]]:
-    """Field of every input-dependent tensor, and the nodes on the path from the input."""
+def _walk(proto: onnx.ModelProto, ctx: _Context) -> dict[str, Field]:
+    """Field of every input-dependent tensor."""
     fields: dict[str, Field] = {_image_input(proto).name: Field((1.0, 1.0), (1.0, 1.0), grid=ctx.size)}
-    dependent: list[onnx.NodeProto] = []
     for node in proto.graph.node:
         ins = [fields.get(name) for name in node.input]
         if not any(ins):
@@ -376,14 +387,13 @@ def _walk(proto: onnx.ModelProto, ctx: _Context) -> tuple[dict[str, Field], list
         out = rule(node, ins, ctx)
         if out is None:
             continue
-        dependent.append(node)
         shape = ctx.shape(node.output[0]) if node.output else None
         if out.spatial and shape is not None and len(shape) == 4:
             out = replace(out, grid=(shape[2], shape[3]))
         for name in node.output:
             if name:
                 fields[name] = out
-    return fields, dependent
+    return fields
 
 
 def receptive_field(field: Field | None) -> float | str | None:
@@ -402,30 +412,23 @@ def _number(x: float) -> float | int:
 # ---------------------------------------------------------------------------------- report
 
 
-def _supported_op_types() -> set[str] | None:
-    try:
-        from lam_trt.export import vjp
-    except ImportError:
-        return None
-    supported = getattr(vjp, "supported_op_types", None)
-    return set(supported()) if callable(supported) else None
-
-
 def inspect_model(model: str | Path | onnx.ModelProto, size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """The report ``lam-trt inspect`` prints, as a JSON-ready dict."""
-    proto = load(model)
-    image = _image_input(proto)
+    """The report ``lam-trt inspect`` prints, as a JSON-ready dict.
+
+    The model is read and checked as ``lam-trt attribute`` reads and checks it (one image in, one
+    image out; the same list of ops without a gradient rule), so the two never disagree."""
+    proto = load_model(model)
+    image = image_io(proto)[0]
     h, w = analysis_size(proto, size)
     channels = _dims(image)[1]
     if not isinstance(channels, int) or channels < 1:
         raise ModelError("the input's channel count must be fixed")
     shapes = static_shapes(proto, (1, channels, h, w))
     ctx = _Context(shapes, constants(proto), (h, w))
-    fields, dependent = _walk(proto, ctx)
+    fields = _walk(proto, ctx)
     output = proto.graph.output[0]
     out_shape = shapes.get(output.name)
     macs = sum(_macs(node, shapes) for node in proto.graph.node)
-    supported = _supported_op_types()
     out_field = fields.get(output.name)
     report: dict[str, Any] = {
         "inputs": [{"name": image.name, "shape": _dims(image)}],
@@ -435,16 +438,12 @@ def inspect_model(model: str | Path | onnx.ModelProto, size: tuple[int, int] | N
         "channels": {"input": channels, "output": out_shape[1] if out_shape and len(out_shape) == 4 else None},
         "parameters": _parameter_count(proto),
         "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common()),
-        "unsupported_ops": sorted({n.op_type for n in dependent} - supported) if supported is not None else [],
+        "unsupported_ops": sorted({op for op, _ in unsupported_nodes(proto)}),
         "gflops_per_lr_pixel": float(f"{2 * macs / (h * w) / 1e9:.4g}"),
         "receptive_field": receptive_field(out_field),
         "receptive_field_hw": [_number(r) for r in out_field.r] if out_field and not out_field.is_global else None,
         "metadata": {p.key: p.value for p in proto.metadata_props},
     }
-    if supported is None:
-        report["unsupported_ops_note"] = "the gradient-rule table (lam_trt.export.vjp) is not available"
-    if len(proto.graph.output) != 1:
-        report["warning"] = "lam-trt expects one image output; the first one was analysed"
     return report
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import onnx
 from onnx import helper, numpy_helper
@@ -12,6 +11,7 @@ import numpy as np
 
 from lam_trt.errors import InputError, ModelError
 from lam_trt.export.random_ops import fix_random_ops_in
+from lam_trt.filetypes import not_a_model_hint, regular_file
 
 MIN_OPSET = 9
 TARGET_OPSET = 18  # axes-as-input everywhere; LayerNormalization and GroupNormalization exist
@@ -23,13 +23,14 @@ def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         proto = model
     else:
-        path = Path(model)
-        if not path.exists():
-            raise InputError(f"model file not found: {path}")
-        if path.is_dir():
-            raise InputError(f"model path is a folder, not an ONNX file: {path}")
+        path = regular_file(model, "model file")
+        hint = not_a_model_hint(path)
+        if hint:
+            raise ModelError(hint)
         try:
             proto = onnx.load(str(path))
+        except onnx.checker.ValidationError as e:  # external data missing, outside the folder, a link
+            raise ModelError(f"{path}: its external weight data cannot be used: {e}") from None
         except (DecodeError, ValueError, RuntimeError, OSError) as e:
             raise ModelError(f"{path} is not a readable ONNX model (truncated or another format): "
                              f"{type(e).__name__}") from None

@@ -20,12 +20,15 @@ Quadrature rules for the path integral (``steps`` = m):
 For every path, ``sum_k w_k == image - baseline`` (up to float32 rounding; exactly for the quadrature
 in exact arithmetic), so completeness reads ``sum(attribution) ~= D(F(image)) - D(F(baseline))``.
 Grid points are computed in float64 and stored as float32.
+
+The points and weights of the integrals are made chunk by chunk, when a consumer slices them
+(``PathImages``): ``--steps 100000`` on a large image holds one chunk, never the whole path.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -44,11 +47,83 @@ METHODS = ("lam", "ig", "grad", "grad-x-input")
 RULES = ("right", "trapezoid", "gauss-legendre")
 
 
+Chunk = tuple[np.ndarray, np.ndarray]  # (points, weights), float32 [n, C, h, w] each
+ChunkMaker = Callable[[int, int], Chunk]
+
+
+class PathImages:
+    """The points (or the weights) of a path as a float32 [N, C, h, w] array made on demand.
+
+    ``images[lo:hi]`` computes that chunk (an ndarray); ``images[:, :, rows, cols]`` is a lazy view
+    of a crop; anything else (``np.asarray(images)``, ``images.sum()``) builds the whole array.
+    The points and weights of one path share the chunk last made, so reading both costs one.
+    """
+
+    def __init__(self, maker: "_Chunks", which: int, crop: tuple[slice, slice] = (slice(None), slice(None))):
+        self._maker, self._which, self._crop = maker, which, crop
+        n, c, h, w = maker.shape
+        rows, cols = (len(range(*s.indices(dim))) for s, dim in zip(crop, (h, w)))
+        self.shape = (n, c, rows, cols)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice) and key.step in (None, 1):
+            lo, hi, _ = key.indices(len(self))
+            return self._maker.chunk(lo, max(lo, hi))[self._which][(slice(None), slice(None), *self._crop)]
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            k = range(len(self))[key]
+            return self[k:k + 1][0]
+        if (isinstance(key, tuple) and len(key) == 4 and key[:2] == (slice(None), slice(None))
+                and self._crop == (slice(None), slice(None)) and all(isinstance(k, slice) for k in key[2:])):
+            return PathImages(self._maker, self._which, key[2:])
+        return np.asarray(self)[key]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for k in range(len(self)):
+            yield self[k]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[0:len(self)]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def copy(self) -> "PathImages":
+        """Itself: every slice is a fresh array, so a lazy view never needs copying."""
+        return self
+
+    def __getattr__(self, name: str) -> Any:  # astype, any, sum, ...: on the whole array
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self), name)
+
+
+class _Chunks:
+    """Makes chunks [lo, hi) of a path with ``make`` and keeps the last one."""
+
+    def __init__(self, shape: tuple[int, int, int, int], make: ChunkMaker):
+        self.shape, self._make = shape, make
+        self._last: Optional[tuple[int, int, Chunk]] = None
+
+    def chunk(self, lo: int, hi: int) -> Chunk:
+        if self._last is None or self._last[:2] != (lo, hi):
+            self._last = (lo, hi, self._make(lo, hi))
+        return self._last[2]
+
+
+def lazy_path(n: int, image_shape: tuple[int, ...], make: ChunkMaker) -> tuple[PathImages, PathImages]:
+    """(points, weights) of ``n`` path images of ``image_shape``; ``make(lo, hi)`` computes a chunk."""
+    chunks = _Chunks((n, *image_shape), make)
+    return PathImages(chunks, 0), PathImages(chunks, 1)
+
+
 @dataclass(frozen=True, eq=False)
 class Path:
     """A batch of path images and their weights, plus what produced them.
 
-    points, weights: float32 [N, C, h, w]; alphas: float64 [N], the position of each point on the
+    points, weights: float32 [N, C, h, w] (arrays, or PathImages made chunk by chunk); alphas: float64 [N], the position of each point on the
     path (0 = baseline, 1 = image); baseline: float32 [C, h, w], the alpha = 0 end (LAM's I');
     image: float32 [C, h, w]; params: the method's parameters, JSON-serialisable.
     """
@@ -66,7 +141,7 @@ class Path:
         return int(self.points.shape[0])
 
     def chunks(self, batch_size: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield (start, points[start:stop], weights[start:stop]) views, batch_size points at a time."""
+        """Yield (start, points[start:stop], weights[start:stop]), batch_size points at a time."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(f"batch size must be an integer >= 1, got {batch_size!r}")
         for start in range(0, len(self), batch_size):
@@ -101,34 +176,20 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(m + 1, dtype=np.float64) / m, q
 
 
-def _grid_path(
-    gammas: Iterator[np.ndarray], steps: int, rule: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Points and weights of the right or trapezoid rule from gamma_0..gamma_m (float64 [C,h,w] each).
+def _grid_chunk(gamma: Callable[[int], np.ndarray], steps: int, rule: str, lo: int, hi: int,
+                shape: tuple[int, ...]) -> Chunk:
+    """Points [lo, hi) and weights of the right or trapezoid rule from gamma_k (float64 [C, h, w]).
 
-    Returns float32 points, float32 weights, float32 baseline (gamma_0). Streams the gammas so that
-    only two float64 images live at a time.
+    right: point j = gamma_{j+1}, weight gamma_{j+1} - gamma_j. trapezoid: point j = gamma_j,
+    weight half_j + half_{j+1} with half_j = (gamma_j - gamma_{j-1}) / 2 (0 beyond the ends).
+    Each gamma is computed once per chunk; a chunk needs one or two beyond its own.
     """
-    prev = next(gammas)
-    n = steps + (rule == "trapezoid")
-    points = np.empty((n, *prev.shape), dtype=np.float32)
-    weights = np.empty_like(points)
-    baseline = prev.astype(np.float32)
+    first, last = (lo, hi) if rule == "right" else (max(lo - 1, 0), min(hi, steps))
+    gammas = {k: gamma(k) for k in range(first, last + 1)} if hi > lo else {}
     if rule == "right":
-        for k, gamma in enumerate(gammas):
-            points[k] = gamma
-            weights[k] = gamma - prev
-            prev = gamma
-        return points, weights, baseline
-    points[0] = prev
-    half_prev = np.zeros_like(prev)
-    for k, gamma in enumerate(gammas, start=1):
-        half = (gamma - prev) * 0.5
-        points[k] = gamma
-        weights[k - 1] = half_prev + half
-        half_prev, prev = half, gamma
-    weights[steps] = half_prev
-    return points, weights, baseline
+        return _stack([(gammas[j + 1], gammas[j + 1] - gammas[j]) for j in range(lo, hi)], shape)
+    half = lambda j: (gammas[j] - gammas[j - 1]) * 0.5 if 1 <= j <= steps else 0.0  # noqa: E731
+    return _stack([(gammas[j], half(j) + half(j + 1)) for j in range(lo, hi)], shape)
 
 
 def blur_kernel_table(sigma: float, steps: int, kernel_size: int) -> np.ndarray:
@@ -141,27 +202,34 @@ def blur_kernel_table(sigma: float, steps: int, kernel_size: int) -> np.ndarray:
     return np.stack([gaussian_kernel_1d(float(s), kernel_size) for s in sigmas])
 
 
-def _blur_gammas(image: np.ndarray, table: np.ndarray) -> Iterator[np.ndarray]:
-    for k in table:
-        yield correlate_separable(image, k, k)
-
-
-def _blur_gauss_legendre(
-    image: np.ndarray, sigma: float, steps: int, kernel_size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _blur_gauss_legendre(image: np.ndarray, sigma: float, steps: int, kernel_size: int) -> ChunkMaker:
     """Points gamma(alpha_j) and weights omega_j gamma'(alpha_j), gamma' = -sigma dgamma/dsigma_eff."""
     alphas, omegas = quadrature("gauss-legendre", steps)
-    points = np.empty((steps, *image.shape), dtype=np.float32)
-    weights = np.empty_like(points)
-    for j, (alpha, omega) in enumerate(zip(alphas, omegas)):
-        s = sigma * (1.0 - alpha)
+
+    def node(j: int) -> tuple[np.ndarray, np.ndarray]:
+        s = sigma * (1.0 - alphas[j])
         k = gaussian_kernel_1d(s, kernel_size)
         dk = gaussian_kernel_1d_dsigma(s, kernel_size)
-        points[j] = correlate_separable(image, k, k)
         # d(k (x) k)/ds = dk (x) k + k (x) dk: the product rule on the separable kernel.
         dgamma = correlate_separable(image, dk, k) + correlate_separable(image, k, dk)
-        weights[j] = -sigma * omega * dgamma
-    return points, weights, alphas
+        return correlate_separable(image, k, k), -sigma * omegas[j] * dgamma
+
+    return lambda lo, hi: _stack([node(j) for j in range(lo, hi)], image.shape)
+
+
+def _stack(pairs: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...]) -> Chunk:
+    if not pairs:
+        return np.empty((0, *shape), np.float32), np.empty((0, *shape), np.float32)
+    return (np.stack([p for p, _ in pairs]).astype(np.float32),
+            np.stack([w for _, w in pairs]).astype(np.float32))
+
+
+def check_blur(sigma: float, kernel_size: int) -> None:
+    """Refuse a blur that leaves the image as it is: the path would be empty and every map zero."""
+    if float(sigma) == 0.0 or int(kernel_size) == 1:
+        what = "--sigma 0" if float(sigma) == 0.0 else "--kernel-size 1"
+        raise InputError(f"with {what} the blurred baseline is the image itself, so LAM has nothing to "
+                         "attribute (an all-zero map); use a sigma > 0 and a kernel size >= 3")
 
 
 def blur_path(image: np.ndarray, sigma: float = 1.2, steps: int = 100, kernel_size: int = 9,
@@ -171,18 +239,21 @@ def blur_path(image: np.ndarray, sigma: float = 1.2, steps: int = 100, kernel_si
     check_sigma(sigma)
     check_steps(steps)
     check_kernel_size(kernel_size)
+    check_blur(sigma, kernel_size)
     check_rule(rule)
     m = int(steps)
     img = img32.astype(np.float64)
     params = {"sigma": float(sigma), "steps": m, "kernel_size": int(kernel_size)}
+    alphas = quadrature(rule, m)[0]
+    k0 = gaussian_kernel_1d(float(sigma), kernel_size)
+    baseline = correlate_separable(img, k0, k0).astype(np.float32)
     if rule == "gauss-legendre":
-        points, weights, alphas = _blur_gauss_legendre(img, float(sigma), m, int(kernel_size))
-        k0 = gaussian_kernel_1d(float(sigma), kernel_size)
-        baseline = correlate_separable(img, k0, k0).astype(np.float32)
+        make = _blur_gauss_legendre(img, float(sigma), m, int(kernel_size))
     else:
         table = blur_kernel_table(sigma, m, int(kernel_size))
-        points, weights, baseline = _grid_path(_blur_gammas(img, table), m, rule)
-        alphas = quadrature(rule, m)[0]
+        gamma = lambda k: correlate_separable(img, table[k], table[k])  # noqa: E731
+        make = lambda lo, hi: _grid_chunk(gamma, m, rule, lo, hi, img.shape)  # noqa: E731
+    points, weights = lazy_path(len(alphas), img32.shape, make)
     return Path(points, weights, alphas, baseline, img32, "lam", rule, params)
 
 
@@ -201,11 +272,9 @@ def linear_path(image: np.ndarray, baseline: np.ndarray | None = None, steps: in
     alphas, q = quadrature(rule, int(steps))
     base = base32.astype(np.float64)
     delta = img32.astype(np.float64) - base
-    points = np.empty((len(alphas), *img32.shape), dtype=np.float32)
-    weights = np.empty_like(points)
-    for j, (alpha, q_j) in enumerate(zip(alphas, q)):  # a loop keeps one float64 image alive
-        points[j] = base + alpha * delta
-        weights[j] = q_j * delta
+    make = lambda lo, hi: _stack([(base + alphas[j] * delta, q[j] * delta) for j in range(lo, hi)],  # noqa: E731
+                                 img32.shape)
+    points, weights = lazy_path(len(alphas), img32.shape, make)
     params = {"steps": int(steps), "baseline": "black" if baseline is None else "given"}
     return Path(points, weights, alphas, base32, img32, "ig", rule, params)
 
@@ -240,6 +309,8 @@ def make_path(method: str, image: np.ndarray, *, steps: int = 100, sigma: float 
     check_steps(steps)
     check_sigma(sigma)
     check_kernel_size(kernel_size)
+    if method == "lam":
+        check_blur(sigma, kernel_size)
     if baseline is not None and method != "ig":
         raise InputError(f"a baseline image applies only to method 'ig', not {method!r}")
     builders: dict[str, Callable[[], Path]] = {

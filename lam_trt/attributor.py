@@ -21,16 +21,16 @@ from lam_trt.crop import CropPlan, plan_crop
 from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usable
 from lam_trt.errors import InputError, LamTrtError, ModelError
 from lam_trt.export.autodiff import check_differentiable
-from lam_trt.export.inspect import inspect_model
+from lam_trt.export.inspect import check_accepts, inspect_model
 from lam_trt.export.source import external_data_files, image_io, load_model, model_sha256, static_dims
-from lam_trt.images import ImageSource, hr_to_lr, load_image
+from lam_trt.images import ImageSource, hr_to_lr, read_image
 from lam_trt.kernels import make_path
-from lam_trt.provenance import describe_input, timestamp
+from lam_trt.provenance import describe_input, pixels_sha256, timestamp
 from lam_trt.result import (COMPLETENESS_GAP, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
                             OUTPUT_NOT_SR_IMAGE, WARNINGS_METADATA_KEY, LAMResult, ResultWarning,
                             warnings_from_json)
 from lam_trt.providers import resolve, session_options, session_providers
-from lam_trt.runner import GraphRunner, graph_metadata
+from lam_trt.runner import GraphRunner, check_forward_fits, graph_metadata
 from lam_trt.window import centre_window
 
 
@@ -117,8 +117,7 @@ class Attributor:
                              baseline=baselines, rule=rule)
         t_path = time.perf_counter()
         sr = self.forward(np.stack([img, path.baseline]))
-        x, y = window if window is not None else centre_window(sr.shape[2:], size)
-        x, y, size = int(x), int(y), int(size)
+        x, y, size = window_integers(window if window is not None else centre_window(sr.shape[2:], size), size)
         check_window(x, y, size, sr.shape[1:])
         sr_scale = sr.shape[2] / img.shape[1]
         if hr:
@@ -203,23 +202,32 @@ class Attributor:
     def prepare(self, image: ImageSource, hr: bool, scale: Optional[int]
                 ) -> tuple[np.ndarray, dict[str, Any], Optional[np.ndarray]]:
         """(LR input, where it came from and how it was converted, the HR image or None)."""
-        loaded = load_image(image, self.channels)
-        source = describe_input(image, self.channels, loaded)
-        if not hr:
-            return loaded, source, None
+        loaded = read_image(image, self.channels)
+        source = describe_input(image, self.channels, loaded.pixels, loaded.conversions)
+        if hr:
+            lr, hr_image = self.downscale(loaded.pixels, scale, source)
+        else:
+            lr, hr_image = loaded.pixels, None
+        check_accepts(self.model, lr.shape)
+        check_forward_fits(self.model, lr.shape)
+        return lr, source, hr_image
+
+    def downscale(self, hr_pixels: np.ndarray, scale: Optional[int], source: dict[str, Any]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(LR input, HR image cropped to a multiple of the scale); the step recorded in ``source``."""
         given = scale is not None
         if given and (not isinstance(scale, (int, np.integer)) or scale < 1):
             raise InputError(f"--scale must be a positive integer, got {scale!r}")
         s = int(scale) if given else self.model_scale()
-        lr = hr_to_lr(loaded, s)
+        lr = hr_to_lr(hr_pixels, s)
         h, w = lr.shape[1] * s, lr.shape[2] * s
         source["conversions"].append({
             "step": "HR downscale", "scale": s, "scale_from": "--scale" if given else "the model",
-            "hr_size": list(loaded.shape[1:]), "cropped_to": [h, w], "lr_size": list(lr.shape[1:]),
+            "hr_size": list(hr_pixels.shape[1:]), "cropped_to": [h, w], "lr_size": list(lr.shape[1:]),
             "how": "cropped from the top-left to a multiple of the scale, then Pillow's antialiased "
                    "bicubic resize of each channel as float, clipped to [0, 1]"})
-        source["pixels_sha256"] = describe_input(lr, self.channels, lr)["pixels_sha256"]
-        return lr, source, loaded[:, :h, :w].copy()
+        source["pixels_sha256"] = pixels_sha256(lr)
+        return lr, hr_pixels[:, :h, :w].copy()
 
     def model_scale(self) -> int:
         """The model's integer scale, from one forward pass of a blank probe image (static size
@@ -338,10 +346,21 @@ def check_window(x: int, y: int, size: int, output_shape: tuple[int, ...]) -> tu
     _, height, width = output_shape
     if size < 1:
         raise InputError(f"window size must be >= 1, got {size}")
+    if size > min(width, height) - 1:  # the detector needs one pixel beyond the window
+        raise InputError(f"window size {size} is larger than the SR output {width}x{height} allows "
+                         f"(at most {min(width, height) - 1})")
     if x < 0 or y < 0 or x + size > width - 1 or y + size > height - 1:
         raise InputError(f"window x={x} y={y} size={size} is outside the SR output {width}x{height}: need "
                          f"0 <= x <= {width - 1 - size} and 0 <= y <= {height - 1 - size}")
     return y, x, size, size
+
+
+def window_integers(window: tuple[int, int], size: int) -> tuple[int, int, int]:
+    """(x, y, size) as ints; a float or other non-integer coordinate is refused, never truncated."""
+    values = (*tuple(window)[:2], size)
+    if len(tuple(window)) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
+        raise InputError(f"window (x, y) and size must be integers, got window={tuple(window)!r} size={size!r}")
+    return int(values[0]), int(values[1]), int(values[2])
 
 
 def attribute(model: str | os.PathLike | onnx.ModelProto, image: ImageSource, window: Optional[tuple[int, int]] = None,

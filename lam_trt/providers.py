@@ -61,7 +61,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     where a ReLU-family slope is chosen, the same for every formulation of the rule)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: every error reaches lam-trt as an exception, said in one line
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     if threads:
         opts.intra_op_num_threads = threads

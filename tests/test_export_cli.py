@@ -226,3 +226,47 @@ def test_export_fixes_what_the_trace_froze(freeze: str, dynamic_batch: bool, dyn
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     dims = session.get_inputs()[0].shape
     assert (dims[0] == 1) != dynamic_batch and (dims[2:] == [8, 8]) != dynamic_hw
+
+
+def _nan_checkpoint(tmp_path: Path) -> Path:
+    model = build("edsr", scale=2, width=8, depth=1)
+    state = model.state_dict()
+    next(v for k, v in state.items() if k.endswith("weight")).view(-1)[0] = float("nan")
+    path = tmp_path / "diverged.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (lambda t: ["--arch", "edsr", "--random-init", "--scale", "0"], "--scale must be a positive integer"),
+    (lambda t: ["--arch", "edsr", "--random-init", "--tolerance", "nan"], "--tolerance must be a finite number"),
+    (lambda t: ["--arch", "edsr", "--random-init", "--tolerance", "-1e-3"], "--tolerance must be a finite number"),
+    (lambda t: [str(_nan_checkpoint(t)), "--arch", "edsr", "--scale", "2", "--json"], "NaN or infinite weights"),
+])
+def test_numbers_a_model_cannot_be_built_or_checked_with(args: Callable[[Path], list[str]], message: str,
+                                                        tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", *args(tmp_path), "-o", str(tmp_path / "out.onnx")])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stdout == "" and "Traceback" not in result.output
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_output_folder_gets_the_checkpoint_stem(tmp_path: Path) -> None:
+    ckpt = tmp_path / "my_edsr.pth"
+    torch.save(build("edsr", scale=2, width=8, depth=1).state_dict(), ckpt)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    result, report = export(str(ckpt), "--arch", "edsr", "--scale", "2", "--size", "16", "-o", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    assert report["path"] == str(folder / "my_edsr.onnx") and sorted(p.name for p in folder.iterdir()) == ["my_edsr.onnx"]
+
+
+@pytest.mark.parametrize("make_out", [
+    lambda t: (t / "file").write_text("x") and t / "file" / "m.onnx",   # a file's "subfolder"
+    lambda t: (t / "link").symlink_to(t / "nowhere") or t / "link",    # a dangling link
+])
+def test_unusable_output_is_refused_before_the_export(make_out: Callable[[Path], Path], tmp_path: Path) -> None:
+    out = make_out(tmp_path)
+    result = runner.invoke(app, ["export", "--arch", "edsr", "--random-init", "-o", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert str(out) in result.stderr and ".lam-" not in result.stderr and len(result.stderr.splitlines()) == 1

@@ -126,7 +126,7 @@ def test_bad_files(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:60])
     with pytest.raises(InputError, match="cut.png"):
         load_image(truncated, 3)
-    with pytest.raises(InputError, match="not an image file"):
+    with pytest.raises(InputError, match="is a folder, not a file"):
         load_image(tmp_path, 3)
     with pytest.raises(InputError, match="list"):
         load_image([1, 2, 3], 3)
@@ -180,3 +180,71 @@ def test_other_pil_modes_go_through_pillow_rgb(mode):
 def test_float_pil_image():
     values = RNG.random((H, W), dtype=np.float32)
     np.testing.assert_array_equal(load_image(Image.fromarray(values, mode="F"), 1)[0], values)
+
+
+# ---- files as an image viewer shows them, and what was done to them (read_image.conversions)
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(orientation: int, tmp_path) -> None:
+    from PIL import ImageOps
+
+    from lam_trt.images import read_image
+
+    img = Image.fromarray(RGB8)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    img.save(path, exif=exif, quality=100, subsampling=0)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")) / 255.0
+    loaded = read_image(path, 3)
+    np.testing.assert_allclose(loaded.pixels.transpose(1, 2, 0), expected, atol=1e-6)
+    said = [c for c in loaded.conversions if c.startswith("EXIF orientation")]
+    assert said == ([] if orientation == 1 else [f"EXIF orientation {orientation} applied "
+                                                 "(turned as image viewers show it)"])
+
+
+def test_animated_image_gives_frame_0_and_says_so(tmp_path) -> None:
+    from lam_trt.images import read_image
+
+    frames = [Image.fromarray(np.full((H, W), v, np.uint8)) for v in (10, 200, 90)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    loaded = read_image(path, 1)
+    np.testing.assert_allclose(loaded.pixels, np.full((1, H, W), 10 / 255.0), atol=1e-6)
+    assert "frame 0 of 3 used (animated image)" in loaded.conversions
+
+
+@pytest.mark.parametrize("planes, alpha", [(3, False), (4, True), (2, True)])
+def test_sixteen_bit_colour_png_keeps_16_bits(planes: int, alpha: bool, tmp_path) -> None:
+    import png  # pypng writes what Pillow cannot
+
+    from lam_trt.images import read_image
+
+    data = RNG.integers(0, 65536, (H, W, planes), dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    png.Writer(W, H, greyscale=planes < 3, alpha=alpha, bitdepth=16).write(
+        open(path, "wb"), data.reshape(H, W * planes))
+    loaded = read_image(path, 3 if planes >= 3 else 1)
+    colour = data[..., :planes - alpha] / 65535.0
+    np.testing.assert_allclose(loaded.pixels.transpose(1, 2, 0), colour, atol=1e-7)  # 8 bits: 2e-3 off
+    assert "16 bits per channel kept" in loaded.conversions
+    assert ("alpha dropped" in loaded.conversions) == alpha
+
+
+@pytest.mark.parametrize("mode, channels, said", [
+    ("L", 3, {"gray -> RGB"}), ("RGBA", 3, {"alpha dropped"}), ("RGB", 1, {"RGB -> gray (BT.601 luma)"}),
+    ("RGB", 3, set()), ("LA", 1, {"alpha dropped"}), ("I;16", 1, {"16 bits per channel kept"}),
+])
+def test_conversions_are_listed(mode: str, channels: int, said: set[str]) -> None:
+    from lam_trt.images import read_image
+
+    assert set(read_image(pil_image(mode)[0], channels).conversions) == said
+
+
+def test_model_or_device_given_as_image(tmp_path) -> None:
+    model = tmp_path / "net.onnx"
+    model.write_bytes(b"\x08\x07\x12\x07pytorch")  # protobuf, not an image
+    with pytest.raises(InputError, match="is an ONNX model, not an image: MODEL comes first"):
+        load_image(model, 3)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_image("/dev/zero", 3)

@@ -98,17 +98,17 @@ def test_interface_parameters_ops_and_flops(tmp_path: Path) -> None:
 
 
 def _hand_model(op: str, tmp_path: Path) -> Path:
-    """input -> Conv -> <op> -> output, plus a Shape branch that is not on the gradient path."""
+    """input -> Conv -> <op> -> Reshape -> output, with a Shape op (no gradient, not on the path) for the shape."""
     w = numpy_helper.from_array(np.ones((3, 3, 3, 3), np.float32), "w")
     nodes = [
         helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node(op, ["c"], ["output"]),
+        helper.make_node(op, ["c"], ["o"]),
         helper.make_node("Shape", ["c"], ["s"]),
+        helper.make_node("Reshape", ["o", "s"], ["output"]),
     ]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H", "W"]),
-         helper.make_tensor_value_info("s", TensorProto.INT64, [4])], initializer=[w])
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H", "W"])], initializer=[w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / f"{op}.onnx"
     onnx.save(model, str(path))

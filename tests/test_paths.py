@@ -8,6 +8,7 @@ import pytest
 
 from lam_trt.errors import InputError
 from lam_trt.kernels import (
+    RULES,
     blur_path,
     gaussian_blur,
     gaussian_kernel_1d,
@@ -136,11 +137,14 @@ def test_trapezoid_rule_averages_neighbouring_differences():
     np.testing.assert_allclose(trap.alphas, np.arange(m + 1) / m)
 
 
-def test_blur_path_at_sigma_zero_is_constant():
-    img = image()
-    path = blur_path(img, sigma=0.0, steps=5)
-    assert np.array_equal(path.baseline, img) and np.array_equal(path.points, np.stack([img] * 5))
-    assert not path.weights.any()
+@pytest.mark.parametrize("sigma, kernel_size, said", [(0.0, 9, "--sigma 0"), (1.2, 1, "--kernel-size 1")])
+def test_a_blur_that_changes_nothing_is_refused(sigma: float, kernel_size: int, said: str):
+    """The baseline would be the image: an all-zero map whose DI would read 100."""
+    for build in (lambda: blur_path(image(), sigma=sigma, steps=5, kernel_size=kernel_size),
+                  lambda: make_path("lam", image(), steps=5, sigma=sigma, kernel_size=kernel_size)):
+        with pytest.raises(InputError, match=f"with {said} the blurred baseline is the image itself"):
+            build()
+    make_path("ig", image(), steps=5, sigma=sigma, kernel_size=kernel_size)  # no blur there: fine
 
 
 # ----------------------------------------------------------------------------- quadrature rules
@@ -246,14 +250,29 @@ def test_make_path_dispatches_and_records_parameters():
     assert make_path("grad-x-input", x, steps=3, sigma=1.2, kernel_size=9).method == "grad-x-input"
 
 
-def test_chunks_are_views_covering_the_path():
-    path = blur_path(image(), steps=10)
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("method", ["lam", "ig"])
+def test_chunks_cover_the_path_exactly(method: str, rule: str):
+    path = make_path(method, image(), steps=10, rule=rule)
+    whole_points, whole_weights = np.asarray(path.points), np.asarray(path.weights)
     seen = []
     for start, points, weights in path.chunks(4):
-        assert np.shares_memory(points, path.points) and np.shares_memory(weights, path.weights)
-        assert np.array_equal(points, path.points[start : start + len(points)])
+        assert np.array_equal(points, whole_points[start : start + len(points)])
+        assert np.array_equal(weights, whole_weights[start : start + len(points)])
         seen.append((start, len(points)))
-    assert seen == [(0, 4), (4, 4), (8, 2)]
+    assert seen == [(0, 4), (4, 4), (8, 3 if rule == "trapezoid" else 2)]
+    rows, cols = slice(1, 5), slice(2, 7)
+    crop = path.points[:, :, rows, cols]
+    assert crop.shape == (len(path), 3, 4, 5) and np.array_equal(crop[3:6], whole_points[3:6, :, rows, cols])
+
+
+def test_a_long_path_is_made_chunk_by_chunk():
+    """100000 steps on 3x256x256 would be 78 GB of points up front; one chunk is 2.4 MB."""
+    img = np.random.default_rng(1).random((3, 256, 256), dtype=np.float32)
+    for path in (blur_path(img, steps=100_000), linear_path(img, steps=100_000)):
+        assert len(path) == path.points.shape[0] == 100_000
+        last = path.points[99_999:100_000]
+        assert last.shape == (1, 3, 256, 256) and np.array_equal(last[0], img)
 
 
 # ----------------------------------------------------------------------------- bad input

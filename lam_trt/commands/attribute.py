@@ -8,15 +8,15 @@ import typer
 from rich.markup import escape
 
 from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, check_figure_options,
-                                     err_console, handle_errors, out_console, path_points, print_json, stage)
+                                     err_console, out_console, path_points, print_json, stage)
 from lam_trt.errors import InputError
+from lam_trt.io import check_out_dir
 
 
 def register(app: typer.Typer) -> None:
     app.command("attribute")(attribute_command)
 
 
-@handle_errors
 def attribute_command(
     model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
     image: Path = typer.Argument(..., help="The model's LR input (or an HR image with --hr)."),
@@ -51,6 +51,7 @@ def attribute_command(
     from lam_trt.provenance import command_line
 
     check_figure_options(figure, dpi)
+    check_out_dir(out)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     if not warn_gap >= 0:

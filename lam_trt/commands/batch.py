@@ -7,15 +7,15 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from lam_trt.commands._common import METHODS, err_console, handle_errors, out_console, print_json, stage
+from lam_trt.commands._common import METHODS, err_console, out_console, print_json, stage
 from lam_trt.errors import GateError
+from lam_trt.io import check_out_dir
 
 
 def register(app: typer.Typer) -> None:
     app.command("batch")(batch_command)
 
 
-@handle_errors
 def batch_command(
     model: Path = typer.Argument(..., help="ONNX super-resolution model."),
     inputs: list[str] = typer.Argument(..., help="Images, folders (their images) and globs."),
@@ -55,6 +55,7 @@ def batch_command(
     """
     from lam_trt.batch import BatchParams, Gates, WindowSpec, plan_batch, run_batch
 
+    check_out_dir(out)
     use_ray = ray or ray_address is not None
     if use_ray:  # before anything is checked or written: a missing extra is the first thing to say
         from lam_trt.scaleout import require_ray

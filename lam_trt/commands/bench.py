@@ -6,14 +6,13 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import RULES, handle_errors, out_console, print_json, stage
+from lam_trt.commands._common import RULES, out_console, print_json, stage
 
 
 def register(app: typer.Typer) -> None:
     app.command("bench")(bench_command)
 
 
-@handle_errors
 def bench_command(
     model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
     size: Optional[str] = typer.Option(None, "--size", help="LR input size HxW of the synthetic test image "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lam_trt.commands._common import handle_errors, out_console, print_json
+from lam_trt.commands._common import out_console, print_json
 
 # What lam-trt writes in the cache folder: graph entries "<model hash>-CxHxW-...", the hidden
 # half-built ones ".<entry>.xxxx", and TensorRT's engines under "trt". Nothing else is touched,
@@ -43,7 +43,6 @@ def folder_bytes(path: Path) -> int:
 
 
 @cache_app.command("info")
-@handle_errors
 def info_command(json_out: bool = typer.Option(False, "--json", help="Print the facts as JSON.")) -> None:
     """Where the cache is, why there, and how many graphs and bytes it holds."""
     root = cache_root()
@@ -58,7 +57,6 @@ def info_command(json_out: bool = typer.Option(False, "--json", help="Print the 
 
 
 @cache_app.command("clear")
-@handle_errors
 def clear_command(json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON.")) -> None:
     """Remove every cached graph (they are rebuilt when next needed)."""
     root = cache_root()

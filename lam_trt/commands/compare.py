@@ -7,15 +7,15 @@ from typing import Any, Optional
 import typer
 
 from lam_trt.commands._common import (FIGURE_DPI, METHODS, FigureDpi, FigureFormat, check_figure_options,
-                                     handle_errors, out_console, path_points, print_json, stage)
+                                     out_console, path_points, print_json, stage)
 from lam_trt.errors import InputError
+from lam_trt.io import check_out_dir
 
 
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_command)
 
 
-@handle_errors
 def compare_command(
     paths: list[Path] = typer.Argument(..., metavar="MODEL1 MODEL2 ... IMAGE",
                                        help="Two or more ONNX SR models of one scale, then the LR image."),
@@ -38,6 +38,7 @@ def compare_command(
     from lam_trt.compare import compare_models, write_comparison
 
     check_figure_options(figure, dpi)
+    check_out_dir(out)
     if len(paths) < 3:
         raise InputError("give at least two models and then the image: MODEL1 MODEL2 ... IMAGE")
     *models, image = paths

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from lam_trt.commands._common import handle_errors, out_console, path_points, print_json, stage
+from lam_trt.commands._common import out_console, path_points, print_json, stage
 from lam_trt.commands.attribute import print_summary
+from lam_trt.io import check_out_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +23,6 @@ def demo_files() -> tuple[Path, Path, dict]:
     return Path(str(data / "demo_x4.onnx")), Path(str(data / "demo_lr.png")), info
 
 
-@handle_errors
 def demo_command(
     out: Path = typer.Option(Path("lam-demo"), "--out", help="Output folder."),
     steps: int = typer.Option(100, help="Path steps."),
@@ -33,6 +33,7 @@ def demo_command(
     from lam_trt.attributor import Attributor
     from lam_trt.report import write_result
 
+    check_out_dir(out)
     model, image, info = demo_files()
     x, y = info["demo_window"]["x"], info["demo_window"]["y"]
     size = info["demo_window"].get("size", 16)

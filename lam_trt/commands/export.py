@@ -5,14 +5,15 @@ when this command runs.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors, out_console, print_json, stage
+from lam_trt.commands._common import err_console, out_console, print_json, stage
 from lam_trt.errors import InputError
-from lam_trt.io import write_bytes
+from lam_trt.io import check_out_file, write_bytes
 
 DEFAULT_SIZE = "64x64"
 
@@ -37,7 +38,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-@handle_errors
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, help="Weights to export; the architecture is detected by spandrel unless --arch names it."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture: fsrcnn, edsr, carn, msrn, rrdbnet, imdn, rfdn, pan, rcan, rnan, san, swinir."),
@@ -46,7 +46,7 @@ def export(
     width: Optional[int] = typer.Option(None, "--width", help="Zoo: channel width (default: the published one, or read from the checkpoint)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Zoo: number of blocks or groups (default: the published one)."),
     size: str = typer.Option(DEFAULT_SIZE, "--size", help="LR input HxW used for tracing and the check; the fixed size where H and W cannot be dynamic."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write (default: CHECKPOINT's name with .onnx, or ARCH.onnx, in the current folder)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write, or a folder for <checkpoint stem>.onnx (default: <checkpoint stem>.onnx here)."),
     attribution_graph: Optional[Path] = typer.Option(None, "--attribution-graph", help="Also write the attribution graph for --size."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest relative onnxruntime-vs-PyTorch error accepted (exit code 1 above)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -56,14 +56,18 @@ def export(
     if checkpoint is None and not (arch and random_init):
         raise InputError("give a checkpoint, or --arch NAME --random-init")
     h, w = parse_size(size)
+    check_numbers(scale, width, depth, tolerance)
+    output = check_out_file(output_file(output, checkpoint, arch, scale))
+    if attribution_graph is not None:
+        check_out_file(attribution_graph, "--attribution-graph")
     torch = _import_torch()
     from lam_trt.export.checkpoint import load_model
     from lam_trt.export.torch_export import export_onnx
 
-    output = output if output is not None else Path(f"{checkpoint.stem if checkpoint else arch}.onnx")
     torch.manual_seed(0)  # --random-init exports are reproducible
     with stage("loading the model"):
         loaded = load_model(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
+    check_finite_weights(loaded.module, loaded.source)
     if min(h, w) < loaded.min_size:
         raise InputError(f"{loaded.architecture} needs inputs of at least {loaded.min_size} pixels, --size is {h}x{w}")
     notes = _size_notes(loaded, h, w)
@@ -85,6 +89,33 @@ def export(
             _write_attribution_graph(output, attribution_graph, (loaded.in_channels, h, w))
         summary["attribution_graph"] = {"path": str(attribution_graph), "input_shape": [loaded.in_channels, h, w]}
     _print(summary, json_output)
+
+
+def check_numbers(scale: Optional[int], width: Optional[int], depth: Optional[int], tolerance: float) -> None:
+    """Options a model cannot be built or checked with, refused before anything is loaded."""
+    for option, value in (("--scale", scale), ("--width", width), ("--depth", depth)):
+        if value is not None and value < 1:
+            raise InputError(f"{option} must be a positive integer, got {value}")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise InputError(f"--tolerance must be a finite number >= 0, got {tolerance}")
+
+
+def output_file(output: Optional[Path], checkpoint: Optional[Path], arch: Optional[str], scale: Optional[int]) -> Path:
+    """The ONNX file to write: ``-o FILE`` as given; ``-o FOLDER`` or no ``-o``: <stem>.onnx in it
+    (here), with the checkpoint's stem, or ``<arch>-x<scale>`` for a random-init export."""
+    if output is not None and not output.is_dir():
+        return output
+    stem = checkpoint.stem if checkpoint is not None else f"{arch}-x{scale or 4}"
+    return (output or Path(".")) / f"{stem}.onnx"
+
+
+def check_finite_weights(module: Any, source: str) -> None:
+    """NaN or infinite weights make every output NaN: refuse them instead of exporting a broken model."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    bad = [name for name, t in tensors if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:
+        raise InputError(f"{source} holds NaN or infinite weights in {len(bad)} tensor(s), e.g. {bad[0]}; "
+                         "a checkpoint saved after training diverged cannot be attributed")
 
 
 def _import_torch() -> Any:

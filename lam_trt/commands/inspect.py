@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lam_trt.commands._common import handle_errors, out_console, print_json
+from lam_trt.commands._common import out_console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +18,6 @@ def register(app: typer.Typer) -> None:
     )(inspect)
 
 
-@handle_errors
 def inspect(
     model: Path = typer.Argument(..., help="ONNX model file."),
     size: Optional[str] = typer.Option(None, "--size", help="LR input HxW to analyse at (default: the model's fixed size, else 64x64)."),
@@ -56,6 +55,6 @@ def _print(model: Path, report: dict) -> None:
     missing = report["unsupported_ops"]
     table.add_row(
         "no gradient rule",
-        ", ".join(missing) if missing else report.get("unsupported_ops_note", "none (every op can be differentiated)"),
+        ", ".join(missing) if missing else "none (every op can be differentiated)",
     )
     out_console.print(table, soft_wrap=True)
