@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import onnx
 from onnx import helper, numpy_helper
