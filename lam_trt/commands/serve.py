@@ -53,7 +53,8 @@ def serve_command(
                      allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     if not loopback:
         err_console.print(f"[bold yellow]warning:[/] serving on {host}: anyone who can reach this machine "
-                          "can run attributions here (there is no authentication)")
+                          "can run attributions here (there is no authentication)", soft_wrap=True)
     shown = f"[{host}]" if ":" in host else host
-    err_console.print(f"lam-trt serve: http://{shown}:{port}/  models: {', '.join(served)}  (Ctrl-C stops)")
+    err_console.print(f"lam-trt serve: http://{shown}:{port}/  models: {', '.join(served)}  (Ctrl-C stops)",
+                      soft_wrap=True, markup=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lam_trt.errors import InputError
 from lam_trt.kernels import METHODS, RULES
 from lam_trt.serve.jobs import PANEL_DIR, RESULT_DIR, Job, JobStore
-from lam_trt.serve.models import ServedModel, shutdown
+from lam_trt.serve.models import ServedModel
 from lam_trt.serve.uploads import DEFAULTS, Limits, parse_request
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -64,7 +64,6 @@ def create_app(models: dict[str, ServedModel], images: Optional[dict[str, Path]]
         try:
             yield
         finally:
-            shutdown(models)
             store.close()
 
     api = Api(models, images, limits, store)

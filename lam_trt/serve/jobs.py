@@ -1,5 +1,6 @@
-"""Attribution jobs: queued on their model's worker thread, observable while they run, their files
-in a temporary folder that the server removes when it stops."""
+"""Attribution jobs: queued on their model's worker thread (one per model, so one attribution at a
+time per model, the others waiting, while the event loop stays free), observable while they run,
+their files in a temporary folder that the server removes when it stops."""
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,7 @@ import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -82,6 +83,7 @@ class JobStore:
         self.root = Path(self._tmp.name)
         self.keep = keep
         self._jobs: dict[str, Job] = {}
+        self._workers: dict[str, ThreadPoolExecutor] = {}
         self._lock = threading.Lock()
 
     def new(self) -> Job:
@@ -104,8 +106,15 @@ class JobStore:
 
     def submit(self, job: Job, request: AttributionRequest, url_prefix: str) -> Future:
         job.model, job.request, job.total = request.model, request, request.path_points
-        job.future = request.model.worker.submit(run_job, job, url_prefix)
+        job.future = self.worker(request.model.name).submit(run_job, job, url_prefix)
         return job.future
+
+    def worker(self, model: str) -> ThreadPoolExecutor:
+        """The model's one thread: its Attributor is never used by two attributions at once."""
+        with self._lock:
+            if model not in self._workers:
+                self._workers[model] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lam-{model}")
+            return self._workers[model]
 
     def ahead(self, job: Job) -> int:
         """Unfinished jobs on the same model that were submitted before this one."""
@@ -116,9 +125,12 @@ class JobStore:
                        and j.created < job.created)
 
     def close(self) -> None:
+        """Drop queued jobs, stop a running one at its next chunk, remove every file."""
         with self._lock:
             for job in self._jobs.values():
                 job.cancel_event.set()
+            for worker in self._workers.values():
+                worker.shutdown(wait=False, cancel_futures=True)
         self._tmp.cleanup()
 
     def _forget_old(self) -> None:
@@ -157,6 +169,9 @@ def run_job(job: Job, url_prefix: str) -> None:
     except LamTrtError as e:
         job.fail(str(e), 400)
     except Exception as e:  # the server keeps serving; the trace goes to its log
+        if job.cancel_event.is_set():  # the server is stopping and removed the job's folder
+            job.state = "cancelled"
+            return
         traceback.print_exc(file=sys.stderr)
         job.fail(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 500)
 

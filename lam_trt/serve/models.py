@@ -1,11 +1,9 @@
 """The models a server may use: only those named on its command line, each with one warm Attributor
-and one worker thread, so attributions on one model run one at a time (the rest wait in its queue)
-while the event loop stays free."""
+(it keeps a session per input size, so a second window on the same image costs only the integral)."""
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,6 @@ class ServedModel:
     path: Path
     attributor: Attributor   # keeps one session per input size across requests
     info: dict[str, Any]     # scale, channels, receptive field: what GET /api/models shows
-    worker: ThreadPoolExecutor = field(repr=False, default=None)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.worker is None:  # one thread: this model's attributions never overlap
-            self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lam-{self.name}")
 
     @property
     def scale(self) -> int | None:
@@ -59,9 +52,3 @@ def describe(name: str, path: Path, attributor: Attributor) -> dict[str, Any]:
             "receptive_field": report["receptive_field"], "analysis_size": report["analysis_size"],
             "input_shape": report["inputs"][0]["shape"], "sha256": attributor.sha256,
             "provider": attributor.provider, "size_bytes": os.path.getsize(path)}
-
-
-def shutdown(models: dict[str, ServedModel]) -> None:
-    """Drop queued work; a running attribution stops at its next chunk (see jobs.Job.check)."""
-    for model in models.values():
-        model.worker.shutdown(wait=False, cancel_futures=True)

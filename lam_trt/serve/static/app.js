@@ -138,12 +138,14 @@ function draw() {
 }
 
 function pointerPosition(event, element, scale) {
-  // Pixel under the pointer in the element's own pixels, then in the first model's SR pixels.
+  // Pixel under the pointer in the element's own pixels (inside its border), then in the first
+  // model's SR pixels.
   const rect = element.getBoundingClientRect();
-  const sx = (element.naturalWidth || element.width) / rect.width;
-  const sy = (element.naturalHeight || element.height) / rect.height;
+  const sx = (element.naturalWidth || element.width) / element.clientWidth;
+  const sy = (element.naturalHeight || element.height) / element.clientHeight;
   const factor = scaleOf(modelA()) / scale;
-  return {x: (event.clientX - rect.left) * sx * factor, y: (event.clientY - rect.top) * sy * factor};
+  return {x: (event.clientX - rect.left - element.clientLeft) * sx * factor,
+          y: (event.clientY - rect.top - element.clientTop) * sy * factor};
 }
 
 function attachPlacement(element, scaleFn) {
@@ -160,6 +162,7 @@ function attachPlacement(element, scaleFn) {
     const p = pointerPosition(event, element, scaleFn());
     placeAt(p.x, p.y);
   });
+  element.addEventListener("pointercancel", () => { state.dragging = false; });
   element.addEventListener("pointerup", () => {
     if (!state.dragging) return;
     state.dragging = false;
@@ -266,6 +269,7 @@ function showPictures(article, result) {
     img.src = panel.url;
     img.alt = panel.title;
     img.dataset.panel = panel.name;
+    img.draggable = false;  // else the browser's own image drag takes the pointer away
     const caption = document.createElement("figcaption");
     caption.textContent = panel.title;
     figure.append(img, caption);
