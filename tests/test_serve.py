@@ -105,6 +105,20 @@ def test_attribute_equals_a_direct_attributor_call_and_the_cli_json(client, tmp_
         served["diffusion_index"]
 
 
+def test_a_second_window_on_the_same_image_reuses_the_warm_graph(client, models):
+    cache = models[NAME].attributor.cache
+    builds = []
+    real = cache.get_or_build
+    cache.get_or_build = lambda *a, **k: builds.append(a) or real(*a, **k)
+    try:
+        first = post(client, x="20", y="30").json()
+        second = post(client, x="150", y="120").json()
+    finally:
+        del cache.get_or_build
+    assert first["window"] != second["window"] and first["diffusion_index"] != second["diffusion_index"]
+    assert len(builds) <= 1  # none if an earlier test warmed this size; never one per window
+
+
 def test_result_files_pictures_and_zip(client):
     served = post(client).json()
     names = {"attribution.npy", "result.json", "lam.png", "path.png"}
@@ -157,7 +171,7 @@ def test_bad_input_gets_the_cli_message_and_the_server_keeps_going(client, tmp_p
     Path("lr.png").write_bytes(IMAGE.read_bytes() if image is None else image)
     expected_steps = [] if "--steps" in cli_args else ["--steps", "8"]
     assert message == cli_error("attribute", MODEL, "lr.png", *cli_args, *expected_steps, "--out", "o")
-    assert post(client).status_code == 200  # and the next good request still works
+    assert client.get("/api/models").status_code == 200  # the server is still there
 
 
 @pytest.mark.parametrize("fields, status, needle", [

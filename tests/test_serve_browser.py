@@ -6,6 +6,7 @@ output, compare two models side by side, and check that the maps and the DI show
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from lam_trt.commands.demo import demo_files
 
@@ -28,6 +30,7 @@ if not CHROMIUM.is_file():
     pytest.skip(f"no browser: {CHROMIUM} is missing ({INSTALL})", allow_module_level=True)
 pytest.importorskip("starlette", reason=f"the serve extra is not installed ({INSTALL})")
 sync_api = pytest.importorskip("playwright.sync_api", reason=f"Playwright is not installed ({INSTALL})")
+pytestmark = pytest.mark.slow  # a browser, a server and the CLI: about a minute on 2 cores
 
 MODEL, IMAGE, _ = demo_files()
 FAST = ["--steps", "8", "--rule", "trapezoid"]
@@ -172,5 +175,6 @@ def test_drag_on_the_sr_output_and_compare_two_models_side_by_side(page, env, tm
     shown = [float(r.locator(".di").get_attribute("data-value")) for r in results]
     assert shown == pytest.approx([expected, expected], rel=1e-9)
     screenshot = os.environ.get("LAM_TRT_SERVE_SCREENSHOT")
-    if screenshot:
-        page.screenshot(path=screenshot, full_page=True)
+    if screenshot:  # 256 colours keep the committed picture small
+        shot = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+        shot.quantize(256, method=Image.Quantize.MEDIANCUT).save(screenshot, optimize=True)

@@ -125,6 +125,10 @@ function draw() {
   const {width, height} = srSize();
   canvas.width = width;
   canvas.height = height;
+  // Shown as large as the stage allows (small images enlarged up to 3x), never distorted.
+  const fit = Math.min(3, $("stage").clientWidth / width, (0.7 * window.innerHeight) / height);
+  canvas.style.width = `${Math.floor(width * fit)}px`;
+  canvas.style.height = `${Math.floor(height * fit)}px`;
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = "high";
@@ -314,3 +318,4 @@ $("controls").addEventListener("keydown", (event) => { if (event.key === "Enter"
 $("run").addEventListener("click", run);
 attachPlacement($("canvas"), () => scaleOf(modelA()));
 init().catch((error) => showMessage(`cannot reach the server: ${error.message}`));
+window.addEventListener("resize", draw);
