@@ -183,6 +183,7 @@ def write_panels(result: LAMResult, folder: Path, url_prefix: str) -> list[dict[
     out = []
     for name, image in panels(result).items():
         atomic_write(folder / f"{name}.png", lambda p, a=image: Image.fromarray(np.asarray(a)).save(p, format="PNG"))
-        out.append({"name": name, "title": PANEL_TITLES.get(name, name),
+        title = result.method.upper() if name == "saliency" else PANEL_TITLES.get(name, name)  # as lam.png
+        out.append({"name": name, "title": title,
                     "url": f"{url_prefix}/{PANEL_DIR}/{name}.png"})
     return out

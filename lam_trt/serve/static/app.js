@@ -242,7 +242,8 @@ function setValue(article, cls, value, text) {
 function show(article, job) {
   article.dataset.state = job.state;
   const progress = article.querySelector("progress");
-  progress.value = job.total ? job.done / job.total : 0;
+  if (job.state === "integrating" || FINISHED.includes(job.state)) progress.value = job.total ? job.done / job.total : 0;
+  else progress.removeAttribute("value");  // indeterminate: waiting, building the graph, drawing
   let text = STATE_TEXT[job.state] || job.state;
   if (job.state === "queued" && job.ahead) text += ` (${job.ahead} ahead)`;
   if (job.state === "integrating") text += ` ${job.done}/${job.total} path images`;
