@@ -145,6 +145,7 @@ def test_job_reports_progress_then_the_same_result(client):
         seen.add(job["state"])
     assert job["state"] == "done" and job["done"] == job["total"] == 9, job
     assert job["metrics"]["diffusion_index"] == job["result"]["diffusion_index"]
+    assert job["panels"] == job["result"]["panels"] and len(job["panels"]) == 5
     assert job["result"]["window"] == {"x": WINDOW[0], "y": WINDOW[1], "size": 16}
 
 

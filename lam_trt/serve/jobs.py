@@ -45,6 +45,7 @@ class Job:
     done: int = 0
     total: int = 0
     metrics: Optional[dict[str, Any]] = None   # as soon as the integral is over, before the pictures
+    panels: Optional[list[dict[str, str]]] = None  # then the five panels, before lam.png and path.png
     result: Optional[dict[str, Any]] = None    # the JSON of `lam-trt attribute --json`, plus URLs
     error: Optional[str] = None
     status: int = 200                          # the HTTP status an error maps to
@@ -71,7 +72,7 @@ class Job:
         return {"id": self.id, "model": self.model.name if self.model else None, "state": self.state,
                 "done": min(self.done, self.total), "total": self.total, "ahead": ahead,
                 "window": {"x": req.x, "y": req.y, "size": req.size} if req else None,
-                "metrics": self.metrics, "result": self.result, "error": self.error,
+                "metrics": self.metrics, "panels": self.panels, "result": self.result, "error": self.error,
                 "status": self.status if self.error else None}
 
 
@@ -159,10 +160,11 @@ def run_job(job: Job, url_prefix: str) -> None:
         job.metrics = {key: summary[key] for key in EARLY_METRICS}
         job.metrics["timings_seconds"] = summary.get("timings_seconds")
         job.state = "rendering"
+        job.panels = write_panels(result, job.folder / PANEL_DIR, url_prefix)
         summary = write_result(result, job.folder / RESULT_DIR, source_image=req.source_name)
         summary["urls"] = {name: f"{url_prefix}/{RESULT_DIR}/{name}" for name in summary["files"]}
         summary["urls"]["zip"] = f"{url_prefix}.zip"
-        summary["panels"] = write_panels(result, job.folder / PANEL_DIR, url_prefix)
+        summary["panels"] = job.panels
         job.result, job.state = summary, "done"
     except Cancelled:
         job.state = "cancelled"
@@ -177,12 +179,14 @@ def run_job(job: Job, url_prefix: str) -> None:
 
 
 def write_panels(result: LAMResult, folder: Path, url_prefix: str) -> list[dict[str, str]]:
-    """The five LAM panels (render.panels, the same as in lam.png), one PNG each."""
+    """The five LAM panels (render.panels, the same as in lam.png), one PNG each (fast zlib level:
+    they only live as long as the server)."""
     from lam_trt.render import PANEL_TITLES, panels
 
     out = []
     for name, image in panels(result).items():
-        atomic_write(folder / f"{name}.png", lambda p, a=image: Image.fromarray(np.asarray(a)).save(p, format="PNG"))
+        atomic_write(folder / f"{name}.png", lambda p, a=image: Image.fromarray(np.asarray(a)).save(p, format="PNG",
+                                                                                          compress_level=1))
         title = result.method.upper() if name == "saliency" else PANEL_TITLES.get(name, name)  # as lam.png
         out.append({"name": name, "title": title,
                     "url": f"{url_prefix}/{PANEL_DIR}/{name}.png"})

@@ -260,15 +260,14 @@ function show(article, job) {
     const t = m.timings_seconds || {};
     setValue(article, "time", t.integral, `${fmt(t.integral, 2)} s (total ${fmt(t.total, 2)} s)`);
   }
-  if (job.state === "done" && job.result && !article.querySelector(".panels").childElementCount) {
-    showPictures(article, job.result);
-  }
+  if (job.panels && !article.querySelector(".panels").childElementCount) showPanels(article, job.panels);
+  if (job.state === "done" && job.result && article.querySelector(".path-plot").hidden) showFiles(article, job.result);
 }
 
-function showPictures(article, result) {
+function showPanels(article, list) {
   const model = state.models[article.dataset.model];
   const panels = article.querySelector(".panels");
-  for (const panel of result.panels) {
+  for (const panel of list) {
     const figure = document.createElement("figure");
     const img = document.createElement("img");
     img.src = panel.url;
@@ -281,6 +280,9 @@ function showPictures(article, result) {
     panels.append(figure);
     attachPlacement(img, () => scaleOf(model));
   }
+}
+
+function showFiles(article, result) {
   const plot = article.querySelector(".path-plot");
   plot.src = result.urls["path.png"];
   plot.hidden = false;
