@@ -54,7 +54,7 @@ class ApiError(Exception):
 
 
 def create_app(models: dict[str, ServedModel], images: Optional[dict[str, Path]] = None,
-               limits: Limits = Limits(), allowed_hosts: Optional[set[str]] = LOOPBACK_HOSTS) -> Starlette:
+               limits: Limits = Limits(), allowed_hosts: Optional[frozenset[str]] = LOOPBACK_HOSTS) -> Starlette:
     """``allowed_hosts``: Host names the server answers to (a DNS-rebinding guard); None for any."""
     images = dict(images or {})
     store = JobStore()
@@ -195,7 +195,7 @@ class LocalGuard:
     """Refuse requests for other Host names (DNS rebinding) and cross-origin writes (another site's
     page posting to this server), so a page elsewhere cannot drive or read a local server."""
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Optional[set[str]]):
+    def __init__(self, app: ASGIApp, allowed_hosts: Optional[frozenset[str]]):
         self.app, self.allowed = app, allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
