@@ -15,7 +15,7 @@ app = typer.Typer(
 
 # Command modules are imported by name so that a missing optional extra (torch, ray) only
 # matters when its command runs, never for `lam-trt attribute`.
-COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare")
+COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "study")
 
 for _name in COMMAND_MODULES:
     try:
