@@ -212,32 +212,41 @@ def _rgb(hwc: np.ndarray) -> np.ndarray:
 
 
 def image_quality(attributor: Any, info: ModelInfo, image: str, scale: int) -> tuple[Row, np.ndarray | None]:
-    """The image row (PSNR and SSIM on Y, any crop made) and the LR image, or an error row and None."""
-    from lam_trt.images import hr_to_lr, load_image
-
+    """The image row (PSNR and SSIM on Y, any crop made) and the LR image; None for the LR when the
+    image cannot be read or the model cannot take it (then the row says why)."""
     start = time.perf_counter()
     row: Row = {"model": info.name, "model_sha256": info.sha256, "kind": "image", "image": image,
                 "psnr_y": None, "ssim_y": None, "note": None, "error": None}
+    lr = None
     try:
-        hr = load_image(image, attributor.channels)
-        h, w = hr.shape[1] // scale * scale, hr.shape[2] // scale * scale
-        if (h, w) != hr.shape[1:]:
-            row["note"] = f"HR {hr.shape[2]}x{hr.shape[1]} cropped to {w}x{h}, a multiple of the scale {scale}"
-        lr = hr_to_lr(hr, scale)
-        if info.fixed_lr_size and tuple(lr.shape[1:]) != info.fixed_lr_size:
-            fh, fw = info.fixed_lr_size
-            raise InputError(f"the model takes a fixed {fw}x{fh} LR input; this image gives "
-                             f"{lr.shape[2]}x{lr.shape[1]} (HR {w}x{h})")
+        hr, lr, row["note"] = _hr_and_lr(attributor, info, image, scale)
         sr = _rgb(_to_uint8_hwc(attributor.forward(lr[None])[0]))
-        reference = _rgb(_to_uint8_hwc(hr[:, :h, :w]))
+        reference = _rgb(_to_uint8_hwc(hr))
         if sr.shape != reference.shape:
-            raise InputError(f"the model's output {sr.shape[1]}x{sr.shape[0]} is not the HR size {w}x{h}")
-        row["psnr_y"], row["ssim_y"] = _finite(psnr_y(sr, reference, scale)), ssim_y(sr, reference, scale)
+            raise InputError(f"the model's output {sr.shape[1]}x{sr.shape[0]} is not the HR size "
+                             f"{reference.shape[1]}x{reference.shape[0]}")
+        row["psnr_y"] = _finite(psnr_y(sr, reference, scale))
+        row["ssim_y"] = ssim_y(sr, reference, scale)
     except Exception as e:  # noqa: BLE001 - one bad image is its row, the study goes on
         row["error"] = describe_error(e)
-        lr = None
     row["seconds"] = round(time.perf_counter() - start, 6)
     return row, lr
+
+
+def _hr_and_lr(attributor: Any, info: ModelInfo, image: str, scale: int) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The HR image cropped to a multiple of the scale, its LR, and a note when it was cropped."""
+    from lam_trt.images import hr_to_lr, load_image
+
+    hr = load_image(image, attributor.channels)
+    h, w = hr.shape[1] // scale * scale, hr.shape[2] // scale * scale
+    note = (f"HR {hr.shape[2]}x{hr.shape[1]} cropped to {w}x{h}, a multiple of the scale {scale}"
+            if (h, w) != hr.shape[1:] else None)
+    lr = hr_to_lr(hr, scale)
+    if info.fixed_lr_size and tuple(lr.shape[1:]) != info.fixed_lr_size:
+        fh, fw = info.fixed_lr_size
+        raise InputError(f"the model takes a fixed {fw}x{fh} LR input; this image gives "
+                         f"{lr.shape[2]}x{lr.shape[1]} (HR {w}x{h})")
+    return hr[:, :h, :w], lr, note
 
 
 def _finite(v: float) -> float | None:
@@ -492,7 +501,9 @@ def _progress_line(i: int, n_models: int, j: int, n_images: int, info: ModelInfo
     errors = [r["error"] for r in mine if r.get("error")]
     text = f"model {i}/{n_models} {info.name}, image {j}/{n_images} {Path(image).name}: "
     if quality.get("psnr_y") is not None:
-        text += f"PSNR {quality['psnr_y']:.2f} dB, SSIM {quality['ssim_y']:.4f}, "
+        text += f"PSNR {quality['psnr_y']:.2f} dB, "
+    if quality.get("ssim_y") is not None:
+        text += f"SSIM {quality['ssim_y']:.4f}, "
     text += f"DI {np.mean(di):.3f} over {len(di)} windows" if di else "no DI"
     return text + (f"; error: {errors[0]}" if errors else "")
 
