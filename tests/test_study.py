@@ -182,3 +182,20 @@ def test_other_settings_in_the_same_folder_are_refused(env, tmp_path):
     assert study(env, out, "a").exit_code == 0
     res = study(env, out, "a", extra=("--sigma", 2.0))
     assert res.exit_code == 2 and "other settings" in res.stderr
+
+
+def test_training_repeats_exactly_and_writes_weights_onnx_and_settings(tmp_path):
+    from safetensors.torch import load_file
+
+    from lam_trt.export.train import main as train
+
+    for run in ("one", "two"):
+        train(["--arch", "fsrcnn", "--width", "8", "--depth", "1", "--option", "shrink=4", "--steps", "3",
+               "--batch", "2", "--lr-size", "8", "--out", str(tmp_path / run)])
+    one, two = (load_file(str(tmp_path / run / "fsrcnn.safetensors")) for run in ("one", "two"))
+    assert one.keys() == two.keys() and all((one[k] == two[k]).all() for k in one)
+    info = json.loads((tmp_path / "one" / "fsrcnn.json").read_text())
+    assert info["steps"] == 3 and info["options"] == {"shrink": 4} and info["scale"] == 4
+    assert info["parameters"] == sum(v.numel() for v in one.values())
+    assert set(info["psnr_y_held_out_db"]) == {"model", "bicubic"} and info["onnx"]["max_rel_error"] < 1e-4
+    assert (tmp_path / "one" / "fsrcnn.onnx").stat().st_size > 0
