@@ -505,6 +505,7 @@ def _progress_line(i: int, n_models: int, j: int, n_images: int, info: ModelInfo
     if quality.get("ssim_y") is not None:
         text += f"SSIM {quality['ssim_y']:.4f}, "
     text += f"DI {np.mean(di):.3f} over {len(di)} windows" if di else "no DI"
+    text += f"; note: {quality['note']}" if quality.get("note") else ""
     return text + (f"; error: {errors[0]}" if errors else "")
 
 

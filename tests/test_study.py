@@ -116,7 +116,8 @@ def test_hr_not_a_multiple_of_the_scale_is_cropped_and_said(env, tmp_path):
     from lam_trt.images import hr_to_lr, load_image
 
     out = tmp_path / "s"
-    assert study(env, out, "a").exit_code == 0
+    res = study(env, out, "a")
+    assert res.exit_code == 0 and "odd.png" in res.stderr and "cropped to 50x40" in res.stderr
     odd = next(r for r in rows(out) if r["kind"] == "image" and r["image"].endswith("odd.png"))
     assert "cropped to 50x40" in odd["note"]
     hr = load_image(env.images / "odd.png", 3)[:, :40, :50]
