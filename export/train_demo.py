@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from scipy.ndimage import uniform_filter
-from skimage import data as skdata
 
+from lam_trt.export.train import downscale, load_rgb, optimise, super_resolve, training_pairs
 from lam_trt.images import save_png
 from lam_trt.io import write_bytes, write_json
 
@@ -64,50 +64,10 @@ def bicubic_phase_kernel(colours: int) -> torch.Tensor:
     return kernel.repeat(colours, 1, 1, 1).contiguous()
 
 
-def load_rgb(name: str) -> np.ndarray:
-    """uint8 HWC RGB, cropped to a multiple of the scale."""
-    img = getattr(skdata, name)()
-    img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
-    h, w = img.shape[0] // SCALE * SCALE, img.shape[1] // SCALE * SCALE
-    return np.ascontiguousarray(img[:h, :w])
-
-
-def downscale(hr: np.ndarray) -> np.ndarray:
-    """LAM-SPEC LR: PIL's antialiased bicubic on the uint8 RGB picture."""
-    h, w = hr.shape[:2]
-    return np.asarray(Image.fromarray(hr).resize((w // SCALE, h // SCALE), Image.BICUBIC))
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div(255.0)
-
-
-def random_batch(pairs: list[tuple[torch.Tensor, torch.Tensor]], gen: torch.Generator,
-                 batch: int, lr_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Aligned random LR/HR crops with random flips and transposes."""
-    crops = []
-    for _ in range(batch):
-        lr, hr = pairs[int(torch.randint(len(pairs), (1,), generator=gen))]
-        i, j = (int(torch.randint(n - lr_size + 1, (1,), generator=gen)) for n in lr.shape[1:])
-        lr = lr[:, i:i + lr_size, j:j + lr_size]
-        hr = hr[:, i * SCALE:(i + lr_size) * SCALE, j * SCALE:(j + lr_size) * SCALE]
-        flip, transpose = torch.randint(2, (2,), generator=gen).tolist()
-        lr, hr = (lr.flip(2), hr.flip(2)) if flip else (lr, hr)
-        lr, hr = (lr.transpose(1, 2), hr.transpose(1, 2)) if transpose else (lr, hr)
-        crops.append((lr, hr))
-    return torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
-
-
 def psnr(a: np.ndarray, b: np.ndarray, border: int = SCALE) -> float:
     """PSNR in dB of uint8-range pictures, ignoring a border of ``border`` pixels."""
     diff = (a.astype(np.float64) - b)[border:-border, border:-border]
     return float(10 * np.log10(255.0**2 / np.mean(diff**2)))
-
-
-def super_resolve(model: DemoSR, lr: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        sr = model(to_tensor(lr)[None])[0].clamp(0, 1)
-    return (sr.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
 def demo_window(sr: np.ndarray, size: int = 16) -> tuple[int, int]:
@@ -133,22 +93,8 @@ def export_onnx(model: DemoSR) -> bytes:
 def train(steps: int, batch: int, lr_size: int, seed: int) -> DemoSR:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    pairs = [(to_tensor(downscale(hr)), to_tensor(hr)) for hr in map(load_rgb, TRAIN_IMAGES)]
-    model = DemoSR()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=1e-5)
-    start = time.perf_counter()
-    for step in range(1, steps + 1):
-        lr, hr = random_batch(pairs, gen, batch, lr_size)
-        loss = F.l1_loss(model(lr), hr)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0:
-            print(f"step {step}/{steps}  L1 {loss.item():.4f}  "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
-    return model.eval()
+    pairs = training_pairs(TRAIN_IMAGES, SCALE)
+    return optimise(DemoSR(), pairs, gen, steps, batch, lr_size, SCALE)
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ app = typer.Typer(
 
 # Command modules are imported by name so that a missing optional extra (torch, ray) only
 # matters when its command runs, never for `lam-trt attribute`.
-COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "cache", "serve")
+COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "cache", "serve", "study")
 
 
 def _print_version(value: bool) -> None:
