@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors
+from lam_trt.commands._common import err_console
 from lam_trt.errors import InputError
 
 
@@ -14,7 +14,6 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
 
 
-@handle_errors
 def serve_command(
     models: Optional[list[Path]] = typer.Argument(None, help="ONNX SR models to offer (only these can be used)."),
     images: Optional[Path] = typer.Option(None, "--images", help="A folder of images to pick from on the page."),

@@ -6,14 +6,13 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, handle_errors, out_console, print_json
+from lam_trt.commands._common import err_console, out_console, print_json
 
 
 def register(app: typer.Typer) -> None:
     app.command("study")(study_command)
 
 
-@handle_errors
 def study_command(
     models: list[Path] = typer.Argument(..., help="ONNX super-resolution models of one scale."),
     hr: list[str] = typer.Option(..., "--hr", help="HR images, folders (their images) or globs; repeatable. "
