@@ -252,7 +252,8 @@ def render_area_of_interest(cmp: Comparison, path: str | os.PathLike, dpi: int =
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     show_overview(left, panels(result, outlined=False)["input"], "input, window and zoomed region", cmp.window,
                   cmp.region)
-    show_image(right, overlay, f"area of interest (top pixels holding {100 * area.mass:.0f}% of each |LAM|)")
+    label = method_label(cmp.parameters["method"])
+    show_image(right, overlay, f"area of interest (top pixels holding {100 * area.mass:.0f}% of each |{label}|)")
     zoom_to(right, cmp.window, cmp.region, "black")  # black: red and blue are taken by the two pixel sets
     n_common, n_larger = int(area.common.sum()), int(area.larger_only.sum())
     handles = [Patch(color=COMMON_COLOUR / 255, label=f"used by every model ({n_common} px)"),

@@ -161,3 +161,17 @@ def test_figure_options_match_the_renderer_and_are_checked_before_work(files, tm
         bad = invoke("attribute", files["model"], files["lr"], "--out", tmp_path / "bad", option, value)
         assert bad.exit_code == 2 and bad.stderr.startswith("error:") and option in bad.stderr
         assert "lam-trt:" not in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_export_of_a_checkpoint_is_named_after_it(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from lam_trt.export.zoo import build
+
+    torch.manual_seed(1)
+    ckpt = tmp_path / "weights" / "my_edsr_x2.pth"
+    ckpt.parent.mkdir()
+    torch.save({"state_dict": build("edsr", scale=2, width=8, depth=1).state_dict()}, ckpt)
+    monkeypatch.chdir(tmp_path)
+    res = invoke("export", ckpt, "--arch", "edsr", "--scale", 2, "--size", "16x16")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "my_edsr_x2.onnx").is_file() and "-> my_edsr_x2.onnx" in res.stdout

@@ -176,3 +176,11 @@ def test_cli_table_keeps_long_names_whole_and_explains_the_rank(env, tmp_path):
     assert "rank 1 = the smallest DI" in result.stdout
     stages = [line for line in result.stderr.splitlines() if line.startswith("lam-trt:")]
     assert len(stages) == 2 and all(f"{STEPS}/{STEPS}" in line for line in stages)
+
+
+def test_figures_name_the_method(env, tmp_path):
+    cmp = compare_models([env.narrow, env.wide], env.image, WINDOW, method="grad")
+    write_comparison(cmp, tmp_path / "out", figure="svg")
+    for name in ("compare.svg", "area_of_interest.svg"):
+        svg = (tmp_path / "out" / name).read_text()
+        assert "gradient" in svg and "LAM" not in svg, name

@@ -28,7 +28,7 @@ def compare_command(
     method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
     provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
     mass: float = typer.Option(0.5, help="Area of interest: a model uses the top pixels holding this "
-                               "share of its |LAM|."),
+                               "share of its |map|."),
     out: Path = typer.Option(Path("lam-compare"), "--out", help="Output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     figure: FigureFormat = "png",
@@ -71,7 +71,7 @@ def print_table(summary: dict[str, Any], out: Path) -> None:
     out_console.print("DI (diffusion index): how widely a model draws on the input; rank 1 = the smallest DI, "
                       "the most local model")
     area = summary["area_of_interest"]
-    out_console.print(f"area of interest (top {100 * area['mass']:.0f}% of each |LAM|): {area['common_pixels']} "
+    out_console.print(f"area of interest (top {100 * area['mass']:.0f}% of each |map|): {area['common_pixels']} "
                       f"pixels used by all, {area['larger_di_only_pixels']} only by larger-DI "
                       f"{', '.join(area['larger_di_models'])}  -> {out}/")
 
