@@ -119,10 +119,10 @@ class Attributor:
         x, y, size = int(window[0]), int(window[1]), int(size)
         t_path = time.perf_counter()
         sr = self.forward(np.stack([img, path.baseline]))
+        if hr:  # before the window: a wrong scale is the first thing to say
+            check_hr_scale(source["conversions"][-1]["scale"], img.shape, sr.shape)
         check_window(x, y, size, sr.shape[1:])
         sr_scale = sr.shape[2] / img.shape[1]
-        if hr:
-            check_hr_scale(source["conversions"][-1]["scale"], img.shape, sr.shape)
         ends = metrics.gradient_detector(sr, (y, x, size, size))
         plan = self.verified(self.plan(img, (x, y, size), sr_scale, crop), img, sr[0], (x, y, size), sr_scale)
         t_ends = time.perf_counter()

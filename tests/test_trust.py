@@ -215,8 +215,8 @@ def test_hr_scale_comes_from_the_model_and_is_recorded(x2_files, cache):
 
 def test_hr_with_the_wrong_scale_is_refused(x2_files, cache, tmp_path):
     out = tmp_path / "out"
-    run = cli("attribute", x2_files["model"], x2_files["hr"], "--window", 2, 2, "--size", 8, "--steps", 2,
-              "--hr", "--scale", 4, "--out", out)
+    run = cli("attribute", x2_files["model"], x2_files["hr"], "--window", 10, 10, "--size", 8, "--steps", 2,
+              "--hr", "--scale", 4, "--out", out)   # the window fits the x2 output, not the wrong x4 one
     assert run.exit_code == 2 and "--scale 4 does not match the model" in run.output and "2x" in run.output
     assert not out.exists()
 
