@@ -324,19 +324,14 @@ def test_an_unusable_cache_runs_uncached_with_one_warning(model_path, tmp_path, 
     else:
         import lam_trt.cache
 
-        def full(graph, path):
-            raise OSError(28, "No space left on device")
+        real = lam_trt.cache.write_entry
 
-        monkeypatch.setattr(lam_trt.cache, "save_attribution_graph", full)
-        real_mkdtemp = lam_trt.cache.tempfile.mkdtemp
+        def full(graph, folder):  # the cache's disk is full; the system's temporary folder is not
+            if root in folder.parents:
+                raise OSError(28, "No space left on device")
+            real(graph, folder)
 
-        def temp_ok(*args, **kwargs):  # the system temporary folder still has room
-            if kwargs.get("dir") is None:
-                monkeypatch.setattr(lam_trt.cache, "save_attribution_graph", save_attribution_graph)
-            return real_mkdtemp(*args, **kwargs)
-
-        from lam_trt.export.attribution_graph import save_attribution_graph
-        monkeypatch.setattr(lam_trt.cache.tempfile, "mkdtemp", temp_ok)
+        monkeypatch.setattr(lam_trt.cache, "write_entry", full)
     result = attribute(model_path, textured_image(), root)
     found = [w for w in result.warnings if w.code == "graph-cache-unavailable"]
     assert len(found) == 1 and str(root) in found[0].message
