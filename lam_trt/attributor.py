@@ -25,7 +25,7 @@ from lam_trt.export.inspect import inspect_model
 from lam_trt.export.source import external_data_files, image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
-from lam_trt.provenance import describe_input, timestamp
+from lam_trt.provenance import describe_input, pixels_sha256, timestamp
 from lam_trt.result import (COMPLETENESS_GAP, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
                             OUTPUT_NOT_SR_IMAGE, WARNINGS_METADATA_KEY, LAMResult, ResultWarning,
                             warnings_from_json)
@@ -218,7 +218,7 @@ class Attributor:
             "hr_size": list(loaded.shape[1:]), "cropped_to": [h, w], "lr_size": list(lr.shape[1:]),
             "how": "cropped from the top-left to a multiple of the scale, then Pillow's antialiased "
                    "bicubic resize of each channel as float, clipped to [0, 1]"})
-        source["pixels_sha256"] = describe_input(lr, self.channels, lr)["pixels_sha256"]
+        source["pixels_sha256"] = pixels_sha256(lr)
         return lr, source, loaded[:, :h, :w].copy()
 
     def model_scale(self) -> int:

@@ -47,8 +47,13 @@ def describe_input(source: Any, channels: int, pixels: np.ndarray) -> dict[str, 
         mode, has_alpha = ("L" if c == 1 else "RGB"), c == 4
         record["source"] = {"format": "array", "shape": list(shape), "dtype": str(np.asarray(source).dtype)}
     record["conversions"] = conversions(mode, has_alpha, channels)
-    record["pixels_sha256"] = hashlib.sha256(np.ascontiguousarray(pixels, np.float32).tobytes()).hexdigest()
+    record["pixels_sha256"] = pixels_sha256(pixels)
     return record
+
+
+def pixels_sha256(pixels: np.ndarray) -> str:
+    """sha256 of the float32 pixels the model is given: the same input, bit for bit, or not."""
+    return hashlib.sha256(np.ascontiguousarray(pixels, np.float32).tobytes()).hexdigest()
 
 
 def conversions(mode: str, has_alpha: bool, channels: int) -> list[dict[str, Any]]:
@@ -80,4 +85,4 @@ def timestamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["command_line", "conversions", "describe_input", "file_sha256", "timestamp"]
+__all__ = ["command_line", "conversions", "describe_input", "file_sha256", "pixels_sha256", "timestamp"]

@@ -209,6 +209,7 @@ def test_hr_scale_comes_from_the_model_and_is_recorded(x2_files, cache):
     assert step["step"] == "HR downscale" and step["scale"] == 2 and step["scale_from"] == "the model"
     assert step["hr_size"] == [25, 26] and step["cropped_to"] == [24, 26] and step["lr_size"] == [12, 13]
     assert result.image.shape == (3, 12, 13) and result.hr_image.shape == (3, 24, 26)
+    assert result.meta["input"]["pixels_sha256"] == hashlib.sha256(result.image.tobytes()).hexdigest()
     from lam_trt.images import hr_to_lr, load_image
     np.testing.assert_array_equal(result.image, hr_to_lr(load_image(x2_files["hr"], 3), 2))
 
