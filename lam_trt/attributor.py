@@ -117,11 +117,11 @@ class Attributor:
                              baseline=baselines, rule=rule)
         t_path = time.perf_counter()
         sr = self.forward(np.stack([img, path.baseline]))
+        if hr:  # before the window: a wrong scale is the first thing to say
+            check_hr_scale(source["conversions"][-1]["scale"], img.shape, sr.shape)
         x, y, size = window_integers(window if window is not None else centre_window(sr.shape[2:], size), size)
         check_window(x, y, size, sr.shape[1:])
         sr_scale = sr.shape[2] / img.shape[1]
-        if hr:
-            check_hr_scale(source["conversions"][-1]["scale"], img.shape, sr.shape)
         ends = metrics.gradient_detector(sr, (y, x, size, size))
         plan = self.verified(self.plan(img, (x, y, size), sr_scale, crop), img, sr[0], (x, y, size), sr_scale)
         t_ends = time.perf_counter()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import lam_trt
-from lam_trt.errors import InputError, LamTrtError, ProviderError
+from lam_trt.errors import InputError, LamTrtError, ProviderError, ResourceError
 from lam_trt.io import write_json
 from lam_trt.result import NOTHING_TO_ATTRIBUTE
 
@@ -286,7 +286,7 @@ def describe_error(e: BaseException) -> str:
 def error_kind(e: BaseException) -> str:
     """"input" for a bad image, window or model (kept on resume); "environment" for anything this
     machine caused (no memory, an unavailable provider or cache, a runtime failure): retried."""
-    if isinstance(e, LamTrtError) and not isinstance(e, ProviderError):
+    if isinstance(e, LamTrtError) and not isinstance(e, (ProviderError, ResourceError)):
         return "input"
     return ENVIRONMENT
 

@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 
 import onnx
 
-from lam_trt.errors import InputError
+from lam_trt.errors import ResourceError
 from lam_trt.export.attribution_graph import GRAPH_FORMAT, build_attribution_graph, save_attribution_graph
 from lam_trt.io import STALE_SECONDS, remove_stale
 from lam_trt.result import GRAPH_CACHE_UNAVAILABLE, ResultWarning
@@ -95,13 +95,13 @@ class GraphCache:
         try:
             folder = Path(tempfile.mkdtemp(prefix="lam-trt-graph."))
         except OSError as e:
-            raise InputError(f"the graph cache {self.root} is unusable ({_why(error)}) and so is the temporary "
+            raise ResourceError(f"the graph cache {self.root} is unusable ({_why(error)}) and so is the temporary "
                              f"folder ({_why(e)}); set LAM_TRT_CACHE to a writable folder") from None
         try:
             write_entry(graph, folder)
             return open_graph(folder / GRAPH_FILE), folder / GRAPH_FILE, False, [unavailable(self.root, error)]
         except OSError as e:
-            raise InputError(f"cannot write the attribution graph anywhere: {_why(e)}; set LAM_TRT_CACHE to a "
+            raise ResourceError(f"cannot write the attribution graph anywhere: {_why(e)}; set LAM_TRT_CACHE to a "
                              "writable folder with free space") from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -48,6 +48,11 @@ class ProviderError(LamTrtError):
     """The execution provider asked for is not available here."""
 
 
+class ResourceError(LamTrtError):
+    """This machine lacks what the work needs (memory, disk, a writable folder): not the input's
+    fault, so a batch retries such rows on its next run."""
+
+
 class GateError(LamTrtError):
     """A QA gate (--min-di, --max-gap) was violated (CLI exit code 1)."""
 

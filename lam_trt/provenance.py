@@ -45,7 +45,7 @@ def describe_input(source: Any, channels: int, pixels: np.ndarray, conversions: 
 
 
 def pixels_sha256(pixels: np.ndarray) -> str:
-    """sha256 of the float32 pixels a model was given."""
+    """sha256 of the float32 pixels the model is given: the same input, bit for bit, or not."""
     return hashlib.sha256(np.ascontiguousarray(pixels, np.float32).tobytes()).hexdigest()
 
 
@@ -59,4 +59,4 @@ def timestamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["command_line", "conversions", "describe_input", "file_sha256", "timestamp"]
+__all__ = ["command_line", "describe_input", "file_sha256", "pixels_sha256", "timestamp"]

@@ -209,14 +209,15 @@ def test_hr_scale_comes_from_the_model_and_is_recorded(x2_files, cache):
     assert step["step"] == "HR downscale" and step["scale"] == 2 and step["scale_from"] == "the model"
     assert step["hr_size"] == [25, 26] and step["cropped_to"] == [24, 26] and step["lr_size"] == [12, 13]
     assert result.image.shape == (3, 12, 13) and result.hr_image.shape == (3, 24, 26)
+    assert result.meta["input"]["pixels_sha256"] == hashlib.sha256(result.image.tobytes()).hexdigest()
     from lam_trt.images import hr_to_lr, load_image
     np.testing.assert_array_equal(result.image, hr_to_lr(load_image(x2_files["hr"], 3), 2))
 
 
 def test_hr_with_the_wrong_scale_is_refused(x2_files, cache, tmp_path):
     out = tmp_path / "out"
-    run = cli("attribute", x2_files["model"], x2_files["hr"], "--window", 2, 2, "--size", 8, "--steps", 2,
-              "--hr", "--scale", 4, "--out", out)
+    run = cli("attribute", x2_files["model"], x2_files["hr"], "--window", 10, 10, "--size", 8, "--steps", 2,
+              "--hr", "--scale", 4, "--out", out)   # the window fits the x2 output, not the wrong x4 one
     assert run.exit_code == 2 and "--scale 4 does not match the model" in run.output and "2x" in run.output
     assert not out.exists()
 
@@ -242,7 +243,7 @@ def test_result_json_records_provenance_and_keeps_arrays_last(x2_files, cache, t
 
 def test_grey_input_conversion_is_recorded(x2_files, cache):
     result = attribute(x2_files["model"], x2_files["grey"], cache)
-    assert [s["step"] for s in result.meta["input"]["conversions"]] == ["grey to RGB"]
+    assert [s["step"] for s in result.meta["input"]["conversions"]] == ["gray -> RGB"]
     assert result.meta["input"]["source"]["mode"] == "L"
 
 
@@ -324,19 +325,14 @@ def test_an_unusable_cache_runs_uncached_with_one_warning(model_path, tmp_path, 
     else:
         import lam_trt.cache
 
-        def full(graph, path):
-            raise OSError(28, "No space left on device")
+        real = lam_trt.cache.write_entry
 
-        monkeypatch.setattr(lam_trt.cache, "save_attribution_graph", full)
-        real_mkdtemp = lam_trt.cache.tempfile.mkdtemp
+        def full(graph, folder):  # the cache's disk is full; the system's temporary folder is not
+            if root in folder.parents:
+                raise OSError(28, "No space left on device")
+            real(graph, folder)
 
-        def temp_ok(*args, **kwargs):  # the system temporary folder still has room
-            if kwargs.get("dir") is None:
-                monkeypatch.setattr(lam_trt.cache, "save_attribution_graph", save_attribution_graph)
-            return real_mkdtemp(*args, **kwargs)
-
-        from lam_trt.export.attribution_graph import save_attribution_graph
-        monkeypatch.setattr(lam_trt.cache.tempfile, "mkdtemp", temp_ok)
+        monkeypatch.setattr(lam_trt.cache, "write_entry", full)
     result = attribute(model_path, textured_image(), root)
     found = [w for w in result.warnings if w.code == "graph-cache-unavailable"]
     assert len(found) == 1 and str(root) in found[0].message
