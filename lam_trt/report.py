@@ -20,7 +20,8 @@ def write_result(result: LAMResult, out_dir: str | os.PathLike, figure: str = "p
     if not 10 <= dpi <= 1200:
         raise InputError(f"--dpi must be between 10 and 1200, got {dpi}")
     summary = result.to_dict()
-    summary = {**summary, **extra, "path": summary.pop("path")}  # the per-step arrays stay last
+    path = summary.pop("path")
+    summary = {**summary, **extra, "path": path}  # the per-step arrays stay last
     names = ["attribution.npy", "result.json", f"lam.{fmt}"]
     with staged_dir(out_dir) as stage:
         write_npy(stage / "attribution.npy", result.attribution)
