@@ -225,7 +225,8 @@ def _stack(pairs: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, ...]) -
 
 
 def check_blur(sigma: float, kernel_size: int) -> None:
-    """Refuse a blur that leaves the image as it is: the path would be empty and every map zero."""
+    """Refuse a blur that leaves the image as it is: the path would be empty and every map zero.
+    (``blur_path`` itself allows it, as the limit of the path; ``make_path`` and the GPU path refuse.)"""
     if float(sigma) == 0.0 or int(kernel_size) == 1:
         what = "--sigma 0" if float(sigma) == 0.0 else "--kernel-size 1"
         raise InputError(f"with {what} the blurred baseline is the image itself, so LAM has nothing to "
@@ -239,7 +240,6 @@ def blur_path(image: np.ndarray, sigma: float = 1.2, steps: int = 100, kernel_si
     check_sigma(sigma)
     check_steps(steps)
     check_kernel_size(kernel_size)
-    check_blur(sigma, kernel_size)
     check_rule(rule)
     m = int(steps)
     img = img32.astype(np.float64)

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from lam_trt.kernels import Path, blur_path_cuda, cuda_available, gaussian_blur
-from lam_trt.kernels.paths import quadrature
+from lam_trt.kernels.paths import check_blur, quadrature
 from lam_trt.runner import GraphOutputs, GraphRunner, ProgressFn
 
 GPU_RULES = ("right", "trapezoid")  # the rules the CUDA kernel writes
@@ -94,6 +94,7 @@ class DeviceRunner(GraphRunner):
 def device_blur_path(image: np.ndarray, sigma: float, steps: int, kernel_size: int, rule: str,
                      stream: Any) -> Path:
     """LAM's path with points and weights as CuPy arrays written by the CUDA kernel."""
+    check_blur(sigma, kernel_size)
     points, weights = blur_path_cuda(image, sigma, steps, kernel_size, stream=stream, rule=rule)
     baseline = gaussian_blur(image, sigma, kernel_size)
     params = {"sigma": float(sigma), "steps": int(steps), "kernel_size": int(kernel_size), "generator": "cuda"}

@@ -77,14 +77,15 @@ def read_image(source: ImageSource, channels: int) -> LoadedImage:
 def _read_file(path: Path, notes: list[str]) -> np.ndarray:
     regular_file(path, "image file")
     try:
-        with warnings.catch_warnings(), Image.open(path) as img:
+        with warnings.catch_warnings():
             # between 89 and 179 megapixels Pillow warns of a "decompression bomb": lam-trt checks
             # the memory an image needs against the model before the work, and says it in one line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if _is_sixteen_bit_colour_png(path):
-                return _orient(_read_png16(path, notes), _orientation(img), notes)
-            img.load()
-            return _pil_to_hwc(img, str(path), notes)
+            with Image.open(path) as img:
+                if _is_sixteen_bit_colour_png(path):
+                    return _orient(_read_png16(path, notes), _orientation(img), notes)
+                img.load()
+                return _pil_to_hwc(img, str(path), notes)
     except UnidentifiedImageError:
         hint = not_an_image_hint(path)
         raise InputError(hint or f"not an image (or a format Pillow cannot read): {path}") from None

@@ -248,3 +248,15 @@ def test_model_or_device_given_as_image(tmp_path) -> None:
         load_image(model, 3)
     with pytest.raises(InputError, match="not a regular file"):
         load_image("/dev/zero", 3)
+
+
+def test_a_very_large_image_gets_no_decompression_bomb_warning(tmp_path, monkeypatch) -> None:
+    """Pillow warns above MAX_IMAGE_PIXELS; lam-trt checks memory against the model instead."""
+    import warnings
+
+    path = tmp_path / "large.png"
+    Image.fromarray(RGB8).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", H * W // 2)  # this image is now "large" (< 2x the limit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(path, 3).shape == (3, H, W)
