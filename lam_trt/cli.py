@@ -79,7 +79,8 @@ def quiet_libraries() -> None:
 app = typer.Typer(
     name="lam-trt",
     cls=ErrorBoundary,
-    help="Local Attribution Maps for super-resolution networks, from a plain ONNX file.",
+    help="Local Attribution Maps for super-resolution networks, from a plain ONNX file.\n\n"
+         "Exit codes: 0 done (batch: every QA gate passed), 1 a QA gate failed, 2 bad input.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

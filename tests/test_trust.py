@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
+from lam_trt.errors import InputError
 from lam_trt.attributor import Attributor
 from lam_trt.cli import app
 
@@ -354,7 +355,9 @@ def test_stale_hidden_build_folders_are_removed(model_path, cache):
 def test_stale_staging_folders_of_an_output_are_removed(tmp_path):
     from lam_trt.io import staged_dir
 
-    stale = tmp_path / ".out.abc123.staging"
+    from lam_trt.io import STAGING_SUFFIX, TEMP_PREFIX
+
+    stale = tmp_path / f"{TEMP_PREFIX}abc123{STAGING_SUFFIX}"
     stale.mkdir()
     old = os.stat(stale).st_mtime - 2 * 3600
     os.utime(stale, (old, old))
@@ -373,8 +376,8 @@ def test_exit_codes_are_documented():
 
 @pytest.mark.parametrize("kwargs", [{"sigma": 0.0}, {"kernel_size": 1}])
 def test_a_zero_path_never_gives_di_100(tmp_path, cache, kwargs):
+    """A baseline equal to the image is refused up front (an all-zero map has no DI)."""
     model = tmp_path / "m.onnx"
     onnx.save(sr_model(), str(model))
-    result = attribute(model, textured_image(), cache, **kwargs)
-    assert result.diffusion_index is None and "zero" in result.undefined_reason
-    assert {"degenerate-window", "nothing-to-attribute"} <= set(codes(result))
+    with pytest.raises(InputError, match="nothing to attribute"):
+        attribute(model, textured_image(), cache, **kwargs)
