@@ -381,3 +381,18 @@ def test_a_zero_path_never_gives_di_100(tmp_path, cache, kwargs):
     onnx.save(sr_model(), str(model))
     with pytest.raises(InputError, match="nothing to attribute"):
         attribute(model, textured_image(), cache, **kwargs)
+
+
+def test_a_warm_attributor_reports_how_the_graph_was_got_each_time(tmp_path, cache):
+    """The second window on a warm Attributor neither builds nor loads a graph: its result says so
+    (not the first call's build time and cache miss)."""
+    model = tmp_path / "m.onnx"
+    onnx.save(sr_model(), str(model))
+    attributor = Attributor(model, provider="cpu", cache_dir=cache)
+    first, second = (attributor.attribute(textured_image(), window=(4, 4), size=8, steps=STEPS) for _ in range(2))
+    assert first.meta["runtime"]["graph_source"] == "built" and not first.meta["runtime"]["graph_cache_hit"]
+    assert second.meta["runtime"]["graph_source"] == "memory" and second.meta["runtime"]["graph_cache_hit"]
+    assert second.meta["timings_seconds"]["graph"] == 0.0 and first.meta["timings_seconds"]["graph"] > 0.0
+    fresh = Attributor(model, provider="cpu", cache_dir=cache).attribute(textured_image(), window=(4, 4), size=8,
+                                                                        steps=STEPS)
+    assert fresh.meta["runtime"]["graph_source"] == "disk cache"
