@@ -146,6 +146,7 @@ class JobStore:
 
 def run_job(job: Job, url_prefix: str) -> None:
     """On the model's worker thread: attribute, publish the numbers, write the files, publish them."""
+    from lam_trt.provenance import command_line
     from lam_trt.report import write_result
 
     if job.cancel_event.is_set():
@@ -156,6 +157,7 @@ def run_job(job: Job, url_prefix: str) -> None:
     job.state = "preparing"
     try:
         result = req.model.attributor.attribute(req.image, progress=job.progress, **req.attribute_kwargs())
+        result.meta["command"] = f"{command_line()} (POST {url_prefix})"  # how this result was asked for
         summary = result.to_dict()
         job.metrics = {key: summary[key] for key in EARLY_METRICS}
         job.metrics["timings_seconds"] = summary.get("timings_seconds")
