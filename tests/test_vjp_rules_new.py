@@ -18,9 +18,8 @@ from nets import export_onnx
 from test_vjp_rules import Case, Fn, HandCase, case, fn, mod, rand, t
 
 from lam_trt.errors import UnsupportedOpError
-from lam_trt.export.autodiff import active_tensors, undifferentiable, unsupported_nodes
-from lam_trt.export.builder import Node
-from lam_trt.export.vjp import NON_DIFFERENTIABLE, REGISTRY
+from lam_trt.export.autodiff import check_differentiable, unsupported_nodes
+from lam_trt.export.vjp import REGISTRY
 
 
 def partial_assign(m, x):
@@ -91,6 +90,16 @@ EXPORTED: list[Case] = [
     *FOLD,
     case("GridSample-dysample-x2", "GridSample",
          fn(grid_upsample_offsets, conv=lambda: nn.Conv2d(3, 8, 3, padding=1), base=lambda: base_grid(16, 16))),
+    # registered rules no other test reaches
+    case("Sin-Cos", ("Sin", "Cos"), fn(lambda m, x: torch.sin(x) * torch.cos(2 * x))),
+    case("Selu", "Selu", fn(lambda m, x: F.selu(x))),
+    case("Celu", "Celu", fn(lambda m, x: F.celu(x, 0.7))),
+    case("LogSoftmax", "LogSoftmax", fn(lambda m, x: F.log_softmax(2 * x, 1))),
+    case("ReduceMax-ReduceMin", ("ReduceMax", "ReduceMin"),
+         fn(lambda m, x: x * x.amax(1, keepdim=True) + x.amin(3, keepdim=True))),
+    case("GlobalMaxPool", "GlobalMaxPool", fn(lambda m, x: x * m.pool(x), pool=lambda: nn.AdaptiveMaxPool2d(1))),
+    case("ReduceL1", "ReduceL1", fn(lambda m, x: x * torch.norm(x, p=1, dim=1, keepdim=True))),
+    case("ReduceLogSumExp", "ReduceLogSumExp", fn(lambda m, x: x * torch.logsumexp(x, 2, keepdim=True))),
     # weights and bias computed from the image (shared over the batch: a sum over it), so that the
     # weight gradient's sum over the batch is exercised at batch 2
     case("Conv-image-weights", "Conv", fn(lambda m, x: F.conv2d(x, m.w * torch.tanh(x.sum((0, 2, 3)))[None, :, None, None],
@@ -207,7 +216,19 @@ def dft_inverse_of_real(rng):
     return nodes, inits, lambda x: torch.fft.ifft(x.to(torch.complex128), n=11, dim=3).imag[..., :8] * x
 
 
+def softsign(rng):
+    return [helper.make_node("Softsign", ["input"], ["output"])], {}, F.softsign
+
+
+def reduce_sum_square(rng):
+    nodes = [helper.make_node("ReduceSumSquare", ["input", "axes"], ["ss"], keepdims=1),
+             helper.make_node("Mul", ["ss", "input"], ["output"])]
+    return nodes, {"axes": np.array([1], np.int64)}, lambda x: (x * x).sum(1, keepdim=True) * x
+
+
 HAND_BUILT: list[HandCase] = [
+    HandCase("Softsign", "Softsign", softsign),
+    HandCase("ReduceSumSquare", "ReduceSumSquare", reduce_sum_square, opset=18),
     HandCase("DFT-opset20-axis-input", "DFT", dft_opset20_full, opset=20),
     HandCase("DFT-inverse-of-real-padded", "DFT", dft_inverse_of_real, opset=18),
 ]
@@ -217,6 +238,97 @@ HAND_BUILT: list[HandCase] = [
 def test_hand_built_op(c: HandCase, harness, check_attribution):
     nodes, inits, ref = c.build(np.random.default_rng(0))
     check_attribution(harness.hand_model(nodes, c.shape, c.opset, inits, c.checkable), ref, c.shape, c.op)
+
+
+# ---- one list of what is differentiable: the pre-check and the builder agree -----------------------
+def codebook_lookup(m, x):
+    """RestoreFormer's vector quantiser without .detach() (as torch exports it): argmin over a
+    codebook, a one-hot by ScatterElements, the codeword by MatMul. The ArgMin cuts the gradient,
+    so the ScatterElements needs no rule and the map is x's direct path alone."""
+    flat = x.permute(0, 2, 3, 1)
+    distance = ((flat[..., None, :] - m.codebook) ** 2).sum(-1)
+    one_hot = torch.zeros_like(distance).scatter(-1, distance.argmin(-1, keepdim=True), 1.0)
+    return (one_hot @ m.codebook).permute(0, 3, 1, 2) * x + 0.5 * x
+
+
+def test_selection_behind_argmin_is_accepted(tmp_path, check_attribution):
+    """The pre-check used to refuse this ScatterElements, which the builder builds and runs exactly.
+    (One image: zeros_like's shape is folded at batch 1 until the batch rewrite follows it.)"""
+    torch.manual_seed(0)
+    module = Fn(codebook_lookup, codebook=torch.randn(5, 3))
+    source = export_onnx(module, (3, 8, 8), tmp_path / "vq.onnx")
+    assert "ScatterElements" in {n.op_type for n in onnx.load(str(source)).graph.node}
+    check_attribution(source, module, (3, 8, 8), ("ArgMin", "MatMul"), n=1)
+
+
+def gated(*nodes: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """nodes map "input" to "gate" (same shape); output = input * gate."""
+    return [*nodes, helper.make_node("Mul", ["input", "gate"], ["output"])]
+
+
+REFUSALS = {
+    "no-rule-Det": (gated(helper.make_node("Det", ["input"], ["det"], name="the_det"),
+                          helper.make_node("Unsqueeze", ["det", "axes23"], ["gate"])), {("Det", "the_det")}),
+    "no-rule-behind-ArgMax-is-cut": (gated(
+        helper.make_node("ArgMax", ["input"], ["idx"], axis=1, keepdims=1),
+        helper.make_node("Cast", ["idx"], ["idx_f"], to=1),
+        helper.make_node("Hardmax", ["idx_f"], ["gate"], name="the_hardmax", axis=-1)), set()),
+    "GridSample-cubic": (gated(
+        helper.make_node("Tanh", ["input"], ["t"]),
+        helper.make_node("Slice", ["t", "zero", "two", "one"], ["t2"]),
+        helper.make_node("Transpose", ["t2"], ["grid"], perm=[0, 2, 3, 1]),
+        helper.make_node("GridSample", ["input", "grid"], ["gate"], name="the_sampler", mode="bicubic")),
+        {("GridSample", "the_sampler")}),
+    "ScatterND-max": (gated(
+        helper.make_node("Slice", ["input", "zero", "two", "one"], ["upd"]),
+        helper.make_node("Transpose", ["input"], ["chw"], perm=[1, 0, 2, 3]),
+        helper.make_node("Transpose", ["upd"], ["upd_t"], perm=[1, 0, 2, 3]),
+        helper.make_node("ScatterND", ["chw", "rows", "upd_t"], ["scattered"], name="the_scatter", reduction="max"),
+        helper.make_node("Transpose", ["scattered"], ["gate"], perm=[1, 0, 2, 3])), {("ScatterND", "the_scatter")}),
+}
+REFUSAL_INITS = {"axes23": np.array([2, 3], np.int64), "zero": np.array([0], np.int64),
+                 "two": np.array([2], np.int64), "one": np.array([1], np.int64),
+                 "rows": np.array([[2], [0]], np.int64)}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_precheck_and_builder_agree(name, harness):
+    """Both name the same nodes (with the reason where a rule refuses a configuration), or both accept."""
+    nodes, expected = REFUSALS[name]
+    source = harness.hand_model(nodes, (3, 8, 8), 18, REFUSAL_INITS)
+    found = unsupported_nodes(source)
+    assert {(op, node) for op, node, _ in found} == expected
+    if not expected:
+        harness.build_graph(source, (3, 8, 8))
+        return
+    with pytest.raises(UnsupportedOpError) as info:
+        harness.build_graph(source, (3, 8, 8))
+    assert set(info.value.nodes) == expected
+    assert all(why in str(info.value) for _, _, why in found)
+    with pytest.raises(UnsupportedOpError) as early:
+        check_differentiable(source)
+    assert str(early.value) == str(info.value) and "\n" not in str(early.value)
+
+
+def test_repeated_scatter_indices_refused_when_built(harness):
+    """Which of two writes to one position wins is undefined in ONNX: refused, naming the node,
+    when the graph is built (constant indices are only known then), still before anything runs."""
+    nodes = gated(helper.make_node("Transpose", ["input"], ["chw"], perm=[1, 0, 2, 3]),
+                  helper.make_node("Slice", ["chw", "zero", "two", "zero"], ["upd"]),
+                  helper.make_node("ScatterND", ["chw", "rows", "upd"], ["scattered"], name="the_scatter"),
+                  helper.make_node("Transpose", ["scattered"], ["gate"], perm=[1, 0, 2, 3]))
+    inits = {**REFUSAL_INITS, "rows": np.array([[1], [1]], np.int64)}
+    with pytest.raises(UnsupportedOpError, match="the_scatter.*writes one position twice"):
+        harness.build_graph(harness.hand_model(nodes, (3, 8, 8), 18, inits), (3, 8, 8))
+
+
+def test_every_registered_rule_is_checked_against_autograd():
+    """Each rule in the registry is on the data path of some case here or in test_vjp_rules.py (which
+    check_attribution asserts), so each is exact against autograd and accepted by the pre-check."""
+    import test_vjp_rules as first
+    covered = {op for c in first.EXPORTED + EXPORTED + SPECTRAL for op in c.ops}
+    covered |= {c.op for c in first.HAND_BUILT + HAND_BUILT}
+    assert set(REGISTRY) - covered == set()
 
 
 def test_modulated_conv_one_image(tmp_path, check_attribution):
