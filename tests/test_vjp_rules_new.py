@@ -88,6 +88,8 @@ EXPORTED: list[Case] = [
     case("TopK-smallest-width", "TopK", fn(lambda m, x: torch.topk(x, 5, dim=3, largest=False).values * 2)),
     *GRID,
     *FOLD,
+    case("GridSample-linear-opset20", "GridSample", grid_from_image("bilinear", "reflection", False), opset=20),
+    case("GridSample-nearest-opset20", "GridSample", grid_from_image("nearest", "border", True), opset=20),
     case("GridSample-dysample-x2", "GridSample",
          fn(grid_upsample_offsets, conv=lambda: nn.Conv2d(3, 8, 3, padding=1), base=lambda: base_grid(16, 16))),
     # registered rules no other test reaches
@@ -226,7 +228,43 @@ def reduce_sum_square(rng):
     return nodes, {"axes": np.array([1], np.int64)}, lambda x: (x * x).sum(1, keepdim=True) * x
 
 
+def scatter_nd_channels(rows: list[int], reduction: str):
+    """ScatterND on the channel axis (moved first, as the dynamo exporter does), updates computed
+    from the image: y[rows[i]] (op)= sin(x[i])."""
+    def build(rng):
+        nodes = [helper.make_node("Transpose", ["input"], ["chw"], perm=[1, 0, 2, 3]),
+                 helper.make_node("Gather", ["chw", "first_rows"], ["first"], axis=0),
+                 helper.make_node("Sin", ["first"], ["updates"]),
+                 helper.make_node("ScatterND", ["chw", "rows", "updates"], ["scattered"], reduction=reduction),
+                 helper.make_node("Transpose", ["scattered"], ["nchw"], perm=[1, 0, 2, 3]),
+                 helper.make_node("Mul", ["nchw", "input"], ["output"])]
+        inits = {"first_rows": np.arange(len(rows), dtype=np.int64), "rows": np.array(rows, np.int64)[:, None]}
+
+        def ref(x):
+            y = [x[:, c] for c in range(3)]
+            for i, r in enumerate(rows):
+                u = torch.sin(x[:, i])
+                y[r] = u if reduction == "none" else y[r] + u if reduction == "add" else y[r] * u
+            return torch.stack(y, 1) * x
+        return nodes, inits, ref
+    return build
+
+
+def scatter_elements_mul_into_image(rng):
+    """Constant updates multiplied into the image at constant indices (repeats included; indices of
+    batch 1 write into the first item, in torch as in ONNX): only the data gradient is needed."""
+    idx = rng.integers(0, 8, (1, 3, 8, 5)).astype(np.int64)
+    upd = rng.standard_normal((1, 3, 8, 5)).astype(np.float32)
+    nodes = [helper.make_node("ScatterElements", ["input", "idx", "upd"], ["s"], axis=3, reduction="mul"),
+             helper.make_node("Mul", ["s", "input"], ["output"])]
+    return nodes, {"idx": idx, "upd": upd}, lambda x: x.scatter_reduce(3, torch.from_numpy(idx), t(upd, x), "prod") * x
+
+
 HAND_BUILT: list[HandCase] = [
+    HandCase("ScatterND-none-distinct", "ScatterND", scatter_nd_channels([2, 0], "none")),
+    HandCase("ScatterND-add-repeated", "ScatterND", scatter_nd_channels([1, 1, 0], "add")),
+    HandCase("ScatterND-mul-distinct", "ScatterND", scatter_nd_channels([2, 0], "mul")),
+    HandCase("ScatterElements-mul-into-image", "ScatterElements", scatter_elements_mul_into_image),
     HandCase("Softsign", "Softsign", softsign),
     HandCase("ReduceSumSquare", "ReduceSumSquare", reduce_sum_square, opset=18),
     HandCase("DFT-opset20-axis-input", "DFT", dft_opset20_full, opset=20),
