@@ -51,7 +51,7 @@ def base_grid(h: int, w: int) -> torch.Tensor:
 
 GRID = [case(f"GridSample-{mode}-{padding}-{'align' if align else 'noalign'}", "GridSample",
              grid_from_image(mode, padding, align))
-        for mode in ("bilinear", "nearest") for padding in ("zeros", "border", "reflection")
+        for mode in ("bilinear", "nearest", "bicubic") for padding in ("zeros", "border", "reflection")
         for align in (False, True)]
 
 def fold_case(kernel, stride, padding=0, dilation=1, size=(8, 8)):
@@ -90,6 +90,7 @@ EXPORTED: list[Case] = [
     *FOLD,
     case("GridSample-linear-opset20", "GridSample", grid_from_image("bilinear", "reflection", False), opset=20),
     case("GridSample-nearest-opset20", "GridSample", grid_from_image("nearest", "border", True), opset=20),
+    case("GridSample-cubic-opset20", "GridSample", grid_from_image("bicubic", "reflection", False), opset=20),
     case("GridSample-dysample-x2", "GridSample",
          fn(grid_upsample_offsets, conv=lambda: nn.Conv2d(3, 8, 3, padding=1), base=lambda: base_grid(16, 16))),
     # registered rules no other test reaches
@@ -311,12 +312,11 @@ REFUSALS = {
         helper.make_node("ArgMax", ["input"], ["idx"], axis=1, keepdims=1),
         helper.make_node("Cast", ["idx"], ["idx_f"], to=1),
         helper.make_node("Hardmax", ["idx_f"], ["gate"], name="the_hardmax", axis=-1)), set()),
-    "GridSample-cubic": (gated(
-        helper.make_node("Tanh", ["input"], ["t"]),
-        helper.make_node("Slice", ["t", "zero", "two", "one"], ["t2"]),
-        helper.make_node("Transpose", ["t2"], ["grid"], perm=[0, 2, 3, 1]),
-        helper.make_node("GridSample", ["input", "grid"], ["gate"], name="the_sampler", mode="bicubic")),
-        {("GridSample", "the_sampler")}),
+    "ScatterElements-min": (gated(
+        helper.make_node("ArgMax", ["input"], ["idx"], axis=1, keepdims=1),
+        helper.make_node("Slice", ["input", "zero", "one", "one"], ["first"]),
+        helper.make_node("ScatterElements", ["input", "idx", "first"], ["gate"], name="the_scatter", axis=1,
+                         reduction="min")), {("ScatterElements", "the_scatter")}),
     "ScatterND-max": (gated(
         helper.make_node("Slice", ["input", "zero", "two", "one"], ["upd"]),
         helper.make_node("Transpose", ["input"], ["chw"], perm=[1, 0, 2, 3]),
