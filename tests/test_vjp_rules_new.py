@@ -95,6 +95,8 @@ EXPORTED: list[Case] = [
          fn(grid_upsample_offsets, conv=lambda: nn.Conv2d(3, 8, 3, padding=1), base=lambda: base_grid(16, 16))),
     # registered rules no other test reaches
     case("Sin-Cos", ("Sin", "Cos"), fn(lambda m, x: torch.sin(x) * torch.cos(2 * x))),
+    case("Atan-Tan", ("Atan", "Tan"), fn(lambda m, x: torch.atan(2 * x) * torch.tan(0.5 * x))),
+    case("Asin-Acos", ("Asin", "Acos"), fn(lambda m, x: torch.asin(0.5 * torch.tanh(x)) * torch.acos(0.4 * torch.sin(x)))),
     case("Selu", "Selu", fn(lambda m, x: F.selu(x))),
     case("Celu", "Celu", fn(lambda m, x: F.celu(x, 0.7))),
     case("LogSoftmax", "LogSoftmax", fn(lambda m, x: F.log_softmax(2 * x, 1))),
