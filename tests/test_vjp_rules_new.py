@@ -49,10 +49,13 @@ def base_grid(h: int, w: int) -> torch.Tensor:
     return torch.stack([xs, ys], -1)[None]
 
 
+# bilinear: every padding with both align_corners; nearest and bicubic: every padding, alternating
 GRID = [case(f"GridSample-{mode}-{padding}-{'align' if align else 'noalign'}", "GridSample",
              grid_from_image(mode, padding, align))
-        for mode in ("bilinear", "nearest", "bicubic") for padding in ("zeros", "border", "reflection")
-        for align in (False, True)]
+        for mode in ("bilinear", "nearest", "bicubic")
+        for i, padding in enumerate(("zeros", "border", "reflection"))
+        for align in ((False, True) if mode == "bilinear" else ((i + (mode == "bicubic")) % 2 == 1,))]
+
 
 def fold_case(kernel, stride, padding=0, dilation=1, size=(8, 8)):
     """IPT's patch merge: unfold, a per-position gain, fold back (overlapping blocks add up)."""
@@ -121,7 +124,6 @@ EXPORTED: list[Case] = [
             w=lambda: rand(4, 2, 3, 3)), (4, 5, 5)),
 ]
 BY_ID = {c.id: c for c in EXPORTED}
-
 
 
 def spectral_filter(m, x):
