@@ -78,7 +78,8 @@ def in_range(b: GraphBuilder, coord: str, size: int) -> str:
     return b.op("And", b.op("GreaterOrEqual", coord, b.const(0.0)), b.op("LessOrEqual", coord, b.const(size - 1.0)))
 
 
-def axis_taps(b: GraphBuilder, coord: str, size: int, mode: str, padding: str, align: bool) -> tuple[list[Tap], Optional[str]]:
+def axis_taps(b: GraphBuilder, coord: str, size: int, mode: str, padding: str,
+              align: bool) -> tuple[list[Tap], Optional[str]]:
     """The taps along one axis and d(source coordinate)/d(grid coordinate) (None: no grid gradient)."""
     pixel, scale = unnormalise(b, coord, size, align)
     if mode in CUBIC:  # padding applies to each tap, not to the source coordinate
@@ -100,26 +101,23 @@ def axis_taps(b: GraphBuilder, coord: str, size: int, mode: str, padding: str, a
             Tap(high, in_range(b, high, size), b.op("Sub", pixel, low), b.const(1.0))], chain
 
 
+def polynomial(b: GraphBuilder, x: str, coefficients: list[float]) -> str:
+    """sum_k c_k x^(n - k) by Horner's rule (highest power first)."""
+    value = b.const(coefficients[0])
+    for c in coefficients[1:]:
+        value = b.op("Add", b.op("Mul", value, x), b.const(c))
+    return value
+
+
 def cubic_weights(b: GraphBuilder, t: str) -> list[tuple[str, str]]:
     """Weights of taps -1, 0, 1, 2 at fraction t (torch's get_cubic_upsample_coefficients) and
-    their derivatives by t."""
+    their derivatives by t. |x| <= 1: (a + 2) x^3 - (a + 3) x^2 + 1; 1 < |x| < 2: a x^3 - 5a x^2 + 8a x - 4a."""
     a = CUBIC_A
-
-    def near(x):  # |x| <= 1: ((a + 2) x - (a + 3)) x^2 + 1, derivative 3 (a + 2) x^2 - 2 (a + 3) x
-        x2 = b.op("Mul", x, x)
-        value = b.op("Add", b.op("Mul", b.op("Sub", b.op("Mul", x, b.const(a + 2)), b.const(a + 3)), x2), b.const(1.0))
-        return value, b.op("Sub", b.op("Mul", x2, b.const(3 * (a + 2))), b.op("Mul", x, b.const(2 * (a + 3))))
-
-    def far(x):  # 1 < |x| < 2: ((a x - 5 a) x + 8 a) x - 4 a, derivative 3 a x^2 - 10 a x + 8 a
-        value = b.op("Sub", b.op("Mul", b.op("Add", b.op("Mul", b.op("Sub", b.op("Mul", x, b.const(a)), b.const(5 * a)), x),
-                                              b.const(8 * a)), x), b.const(4 * a))
-        slope = b.op("Add", b.op("Mul", b.op("Sub", b.op("Mul", x, b.const(3 * a)), b.const(10 * a)), x), b.const(8 * a))
-        return value, slope
-
-    one_minus = b.op("Sub", b.const(1.0), t)
+    near = lambda x: (polynomial(b, x, [a + 2, -(a + 3), 0.0, 1.0]), polynomial(b, x, [3 * (a + 2), -2 * (a + 3), 0.0]))
+    far = lambda x: (polynomial(b, x, [a, -5 * a, 8 * a, -4 * a]), polynomial(b, x, [3 * a, -10 * a, 8 * a]))
     w0, s0 = far(b.op("Add", t, b.const(1.0)))
     w1, s1 = near(t)
-    w2, s2 = near(one_minus)
+    w2, s2 = near(b.op("Sub", b.const(1.0), t))
     w3, s3 = far(b.op("Sub", b.const(2.0), t))
     return [(w0, s0), (w1, s1), (w2, b.op("Neg", s2)), (w3, b.op("Neg", s3))]
 
@@ -131,38 +129,73 @@ def vjp_grid_sample(b, node, grads, needs):
         raise NotImplementedError("GridSample over other than two spatial axes")
     _, c, h, w = b.shape(x)
     _, ho, wo, _ = b.shape(grid)
-    p = ho * wo
     mode = node.attrs.get("mode", "bilinear")
     padding, align = node.attrs.get("padding_mode", "zeros"), bool(node.attrs.get("align_corners", 0))
     x_taps, x_chain = axis_taps(b, b.op("Gather", grid, b.const(0, np.int64), axis=3), w, mode, padding, align)
     y_taps, y_chain = axis_taps(b, b.op("Gather", grid, b.const(1, np.int64), axis=3), h, mode, padding, align)
     pairs = [(tx, ty) for ty in y_taps for tx in x_taps]
-    points = lambda t: b.op("Reshape", t, b.ints([0, 1, p]))  # [N, Ho, Wo] -> [N, 1, P]
+    sampler = Sampler(b, c, h, w, ho * wo)
     valid = [b.op("Cast", b.op("And", tx.valid, ty.valid), to=1) for tx, ty in pairs]
-    flat = [b.op("Cast", b.op("Add", b.op("Mul", b.op("Clip", ty.coord, b.const(0.0), b.const(h - 1.0)), b.const(float(w))),
-                              b.op("Clip", tx.coord, b.const(0.0), b.const(w - 1.0))), to=7) for tx, ty in pairs]
-    index = b.op("Expand", b.op("Concat", *[points(f) for f in flat], axis=2), b.ints([1, c, 1]))
-    g = b.op("Reshape", grads[0], b.ints([0, c, p]))
+    index = sampler.index([sampler.flat(tx.coord, ty.coord) for tx, ty in pairs])
+    g = b.op("Reshape", grads[0], b.ints([0, c, ho * wo]))
     gx = ggrid = None
     if needs[0]:
         weights = [v if tx.weight is None else b.op("Mul", b.op("Mul", tx.weight, ty.weight), v)
                    for (tx, ty), v in zip(pairs, valid)]
-        updates = b.op("Concat", *[b.op("Mul", g, points(wt)) for wt in weights], axis=2)
-        zeros = b.op("Reshape", b.zeros_like(x), b.ints([0, c, h * w]))
-        gx = b.reshape_like(b.op("ScatterElements", zeros, index, updates, axis=2, reduction="add"), x)
+        gx = sampler.scatter_add(x, index, [b.op("Mul", g, sampler.points(wt)) for wt in weights])
     if needs[1] and x_chain is not None:
-        gathered = b.op("GatherElements", b.op("Reshape", x, b.ints([0, c, h * w])), index, axis=2)
-        values = b.op("Split", gathered, b.ints([p] * len(pairs)), axis=2, outputs=len(pairs))
-        values = [b.op("Mul", val, points(v)) for val, v in zip(values if isinstance(values, list) else [values], valid)]
-        d_x = b.op("Sum", *[b.op("Mul", val, points(b.op("Mul", tx.slope, ty.weight))) for val, (tx, ty) in zip(values, pairs)])
-        d_y = b.op("Sum", *[b.op("Mul", val, points(b.op("Mul", tx.weight, ty.slope))) for val, (tx, ty) in zip(values, pairs)])
-        per_point = [b.op("Reshape", b.reduce_sum(b.op("Mul", g, d), [1], keepdims=False), b.ints([0, ho, wo, 1]))
-                     for d in (d_x, d_y)]
-        ggrid = b.op("Concat", *[b.op("Mul", d, last_axis(b, chain)) for d, chain in zip(per_point, (x_chain, y_chain))],
-                     axis=3)
+        values = sampler.gather(x, index, valid)
+        slopes_x = [b.op("Mul", tx.slope, ty.weight) for tx, ty in pairs]
+        slopes_y = [b.op("Mul", tx.weight, ty.slope) for tx, ty in pairs]
+        per_point = [sampler.per_point(g, values, slopes, ho, wo, chain)
+                     for slopes, chain in ((slopes_x, x_chain), (slopes_y, y_chain))]
+        ggrid = b.op("Concat", *per_point, axis=3)
     return [gx, ggrid]
 
 
-def last_axis(b: GraphBuilder, derivative: str) -> str:
-    """A coordinate derivative [N, Ho, Wo] (or a scalar constant) as [N, Ho, Wo, 1]."""
-    return derivative if b.has_value(derivative) else b.op("Unsqueeze", derivative, b.ints([3]))
+class Sampler:
+    """Reads and writes of an image [N, C, H, W] at P points per item, flattened to [N, C, H * W]."""
+
+    def __init__(self, b: GraphBuilder, c: int, h: int, w: int, p: int):
+        self.b, self.c, self.h, self.w, self.p = b, c, h, w, p
+
+    def points(self, t: str) -> str:
+        """[N, Ho, Wo] -> [N, 1, P]."""
+        return self.b.op("Reshape", t, self.b.ints([0, 1, self.p]))
+
+    def flat(self, x: str, y: str) -> str:
+        """Flat int64 position of pixel (x, y), clipped into the image (invalid taps are masked)."""
+        b = self.b
+        row = b.op("Clip", y, b.const(0.0), b.const(self.h - 1.0))
+        col = b.op("Clip", x, b.const(0.0), b.const(self.w - 1.0))
+        return b.op("Cast", b.op("Add", b.op("Mul", row, b.const(float(self.w))), col), to=7)
+
+    def index(self, flats: list[str]) -> str:
+        """All taps' positions side by side, for every channel: [N, C, taps * P]."""
+        joined = self.b.op("Concat", *[self.points(f) for f in flats], axis=2)
+        return self.b.op("Expand", joined, self.b.ints([1, self.c, 1]))
+
+    def image(self, x: str) -> str:
+        return self.b.op("Reshape", x, self.b.ints([0, self.c, self.h * self.w]))
+
+    def scatter_add(self, like: str, index: str, updates: list[str]) -> str:
+        b = self.b
+        zeros = self.image(b.zeros_like(like))
+        added = b.op("ScatterElements", zeros, index, b.op("Concat", *updates, axis=2), axis=2, reduction="add")
+        return b.reshape_like(added, like)
+
+    def gather(self, x: str, index: str, valid: list[str]) -> list[str]:
+        """Each tap's pixel values [N, C, P] (0 where the tap is outside the image)."""
+        b = self.b
+        taps = len(valid)
+        parts = b.op("Split", b.op("GatherElements", self.image(x), index, axis=2), b.ints([self.p] * taps),
+                     axis=2, outputs=taps)
+        parts = parts if isinstance(parts, list) else [parts]
+        return [b.op("Mul", v, self.points(ok)) for v, ok in zip(parts, valid)]
+
+    def per_point(self, g: str, values: list[str], slopes: list[str], ho: int, wo: int, chain: str) -> str:
+        """sum over taps and channels of g * value * slope, times the coordinate chain: [N, Ho, Wo, 1]."""
+        b = self.b
+        d = b.op("Sum", *[b.op("Mul", v, self.points(s)) for v, s in zip(values, slopes)])
+        summed = b.op("Reshape", b.reduce_sum(b.op("Mul", g, d), [1], keepdims=False), b.ints([0, ho, wo, 1]))
+        return b.op("Mul", summed, chain if b.has_value(chain) else b.op("Unsqueeze", chain, b.ints([3])))
