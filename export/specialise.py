@@ -18,9 +18,9 @@ from lam_trt.errors import ModelError
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
 from lam_trt.export.vjp.conv import one_hot_kernels
 
-# Ops whose folded operands must line up with the image data along the batch axis; of these,
-# the broadcasting ones take a size-1 batch axis as it is.
-BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where"})
+# Ops whose folded operands must line up with the image data along the batch axis (MatMul: on
+# its stacking axes); of these, the broadcasting ones take a size-1 batch axis as it is.
+BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where", "MatMul"})
 BATCHED_OPERANDS = BROADCASTING | {"Concat", "ScatterElements", "ScatterND"}
 # Outputs of these ops never depend on the input's values, only on its shape.
 SHAPE_READERS = frozenset({"Shape", "Size"})
@@ -81,7 +81,7 @@ def specialise(model: onnx.ModelProto, input_shape: tuple[int, int, int]) -> For
     graph = ForwardGraph(image_in.name, image_out.name, tuple(input_shape), data_nodes, list(protos.values()),
                          values, shapes, dtypes, opset_of(fixed), fixed.ir_version,
                          [o for o in fixed.opset_import if o.domain not in ("", "ai.onnx")])
-    follow_batch(graph, data)
+    follow_batch(graph, data, reshape_shapes_at_batch_2(fixed, data_nodes, input_shape))
     pixel_shuffles_as_convolutions(graph)
     return graph
 
@@ -101,14 +101,14 @@ def check_input_shape(vi: onnx.ValueInfoProto, input_shape: tuple[int, int, int]
                              f"use an image of that size or re-export with dynamic height/width")
 
 
-def with_input_shape(model: onnx.ModelProto, name: str, input_shape) -> onnx.ModelProto:
+def with_input_shape(model: onnx.ModelProto, name: str, input_shape, batch: int = 1) -> onnx.ModelProto:
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     for vi in fixed.graph.input:
         if vi.name == name:
             dims = vi.type.tensor_type.shape.dim
             del dims[:]
-            for d in (1, *input_shape):
+            for d in (batch, *input_shape):
                 dims.add().dim_value = d
     for vi in fixed.graph.output:
         vi.type.tensor_type.ClearField("shape")
@@ -136,8 +136,8 @@ def subgraph_reads(node: onnx.NodeProto, data: set[str]) -> bool:
 
 
 def run_for(model: onnx.ModelProto, names: list[str], input_name: str, input_shape,
-            types: dict[str, onnx.TypeProto]) -> dict[str, np.ndarray]:
-    """Run the model at batch 1 and return the named intermediate tensors."""
+            types: dict[str, onnx.TypeProto], batch: int = 1) -> dict[str, np.ndarray]:
+    """Run the model at batch ``batch`` (1 unless told) and return the named intermediate tensors."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
@@ -150,7 +150,7 @@ def run_for(model: onnx.ModelProto, names: list[str], input_name: str, input_sha
     opts.log_severity_level = 3
     try:
         sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        x = np.random.default_rng(0).random((1, *input_shape), dtype=np.float32)
+        x = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)
         return dict(zip(names, sess.run(names, {input_name: x})))
     except Exception as e:  # ORT's own exceptions carry no common base class
         raise ModelError(f"onnxruntime cannot run the model at input {list(input_shape)}: "
@@ -187,6 +187,24 @@ def fold_constants(model, names: set[str], input_name: str, input_shape):
     return small, protos
 
 
+def reshape_shapes_at_batch_2(model: onnx.ModelProto, data_nodes, input_shape) -> dict[str, tuple[int, ...]]:
+    """Output shapes of the data Reshapes when the model runs at batch 2 ({} where it does not).
+    At batch 1, [L*N, E] and [L, N*E] look alike; the axis that doubles says where the batch goes."""
+    outputs = [n.output[0] for n in data_nodes if n.op_type == "Reshape"]
+    if not outputs:
+        return {}
+    input_name = image_io(model)[0].name
+    two = with_input_shape(model, input_name, input_shape, batch=2)
+    two.graph.node.extend(helper.make_node("Shape", [o], [f"{o}__at_batch_2"]) for o in outputs)
+    names = [f"{o}__at_batch_2" for o in outputs]
+    int64 = {name: helper.make_tensor_type_proto(onnx.TensorProto.INT64, None) for name in names}
+    try:
+        shapes = run_for(two, names, input_name, input_shape, int64, batch=2)
+    except ModelError:  # a source whose batch is fixed
+        return {}
+    return {o: tuple(int(d) for d in shapes[name]) for o, name in zip(outputs, names)}
+
+
 def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
     """Static batch-1 shapes and types of every data tensor (shape inference, ORT as fallback)."""
     folded = onnx.ModelProto()
@@ -218,9 +236,11 @@ def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
 
 
 # ---- keeping the batch dynamic ----------------------------------------------------------------
-def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
+def follow_batch(graph: ForwardGraph, data: set[str], at_batch_2: dict[str, np.ndarray] | None = None) -> None:
     """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs, and record
-    which axis of every data tensor carries the batch (``graph.batch_axes``, for the rules)."""
+    which axis of every data tensor carries the batch (``graph.batch_axes``, for the rules).
+    ``at_batch_2``: output shapes of Reshapes at batch 2, where known."""
+    at_batch_2 = at_batch_2 or {}
     axes = {graph.input_name: 0}
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.nodes:
@@ -228,6 +248,8 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
             new_nodes += per_item_gather(graph, node, axes)
             continue
         axis = batch_axis(graph, node, axes, data)
+        if node.op_type == "Reshape":
+            axis = doubled_entry(graph.shapes[node.output[0]], at_batch_2.get(node.output[0]), axis)
         axes.update({o: axis for o in node.output if o})
         if node.op_type == "Reshape" and node.input[1] not in data:
             out_shape = list(graph.shapes[node.output[0]])
@@ -246,6 +268,17 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
         new_nodes.append(node)
     graph.nodes = new_nodes
     graph.batch_axes = axes
+
+
+def doubled_entry(at_1, at_2, default: int) -> int:
+    """The one axis of a shape that doubles from batch 1 to batch 2, else ``default``."""
+    if at_2 is None or len(at_1) != len(at_2):
+        return default
+    at_1, at_2 = np.asarray(at_1), np.asarray(at_2)
+    changed = np.flatnonzero(at_1 != at_2)
+    if len(changed) == 1 and at_1[changed[0]] > 0 and at_2[changed[0]] == 2 * at_1[changed[0]]:
+        return int(changed[0])
+    return default
 
 
 def batch_expand(graph: ForwardGraph, node: onnx.NodeProto, in_axis: int, out_axis: int) -> onnx.NodeProto:
@@ -387,6 +420,8 @@ def tile_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[
     one-hot that ScatterElements fills, a batch-1 tensor concatenated with image data, a per-window
     constant added to windows x batch) was made for one item: repeat it once per runtime item."""
     out_shape = graph.shapes[node.output[0]]
+    if node.op_type == "MatMul" and axis >= len(out_shape) - 2:  # a weight matrix, not stacked items
+        return new_nodes, node
     if node.op_type == "Concat":
         concat_axis = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "axis")
         if int(concat_axis) % len(out_shape) == axis:

@@ -119,7 +119,40 @@ class GateOnPermutedView(Head):
         return view * self.gate(view)
 
 
-PATTERNS = [NormalizedWindows, LinearOnFlatBatch, CodebookLookup, SplitAfterTranspose, GateOnPermutedView]
+class SelfAttentionSeqFirst(Head):
+    """nn.MultiheadAttention on (HW, N, C) tokens: its out-projection is a Gemm on [HW*N, C], a
+    reshape that at batch 1 looks like [HW, N*C] (CodeFormer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(4, 2)
+        self.position = nn.Parameter(torch.randn(64, 4))
+
+    def pattern(self, y):
+        tokens = y.flatten(2).permute(2, 0, 1)                                # [64, N, 4]
+        query = tokens + self.position.unsqueeze(1).repeat(1, y.shape[0], 1)
+        return (tokens + self.attention(query, query, tokens)[0]).permute(1, 2, 0).reshape(y.shape)
+
+
+class ConstantQueries(Head):
+    """Learned queries repeated per item attend to the image (a folded [heads, Q, d] operand of a
+    batched MatMul, FusedMatMul after ONNX Runtime's fusion), einsum back to pixels (DDColor)."""
+
+    def __init__(self):
+        super().__init__()
+        self.queries = nn.Embedding(5, 4)
+        self.attention = nn.MultiheadAttention(4, 2)
+        self.mix = nn.Conv2d(5, 4, 1)
+
+    def pattern(self, y):
+        memory = y.flatten(2).permute(2, 0, 1)                                # [64, N, 4]
+        queries = self.queries.weight.unsqueeze(1).repeat(1, y.shape[0], 1)  # [5, N, 4]
+        attended = self.attention(queries, memory, memory)[0]
+        return self.mix(torch.einsum("qbc,bchw->bqhw", attended, y))
+
+
+PATTERNS = [NormalizedWindows, LinearOnFlatBatch, CodebookLookup, SplitAfterTranspose, GateOnPermutedView,
+            SelfAttentionSeqFirst, ConstantQueries]
 
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
