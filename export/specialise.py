@@ -3,7 +3,11 @@
 The result, a ForwardGraph, keeps only the nodes whose outputs depend on the image ("data"
 nodes). Everything else (weights, Constant nodes, shape arithmetic) becomes an initializer whose
 value was computed once at batch 1, and every data tensor gets a static batch-1 shape. The batch
-stays dynamic: shape constants that baked in batch 1 are rewritten to follow the runtime batch.
+stays dynamic: follow_batch tracks which axis of every data tensor carries it (moved by
+Transpose, merged with windows or pixels by Reshape; where batch-1 shapes leave that ambiguous,
+the source's shapes at batch 2 decide) and rewrites what baked in batch 1: Reshape/Expand/Resize
+shape arguments, Gathers along the batch axis, folded operands that must repeat once per item.
+What it cannot rewrite, the batch probe (batch_probe.py) finds when the graph is built.
 """
 from __future__ import annotations
 
@@ -249,7 +253,7 @@ def follow_batch(graph: ForwardGraph, data: set[str], at_batch_2: dict[str, np.n
             continue
         axis = batch_axis(graph, node, axes, data)
         if node.op_type == "Reshape":
-            axis = doubled_entry(graph.shapes[node.output[0]], at_batch_2.get(node.output[0]), axis)
+            axis = doubled_axis(graph.shapes[node.output[0]], at_batch_2.get(node.output[0]), axis)
         axes.update({o: axis for o in node.output if o})
         if node.op_type == "Reshape" and node.input[1] not in data:
             out_shape = list(graph.shapes[node.output[0]])
@@ -270,7 +274,7 @@ def follow_batch(graph: ForwardGraph, data: set[str], at_batch_2: dict[str, np.n
     graph.batch_axes = axes
 
 
-def doubled_entry(at_1, at_2, default: int) -> int:
+def doubled_axis(at_1, at_2, default: int) -> int:
     """The one axis of a shape that doubles from batch 1 to batch 2, else ``default``."""
     if at_2 is None or len(at_1) != len(at_2):
         return default
@@ -298,6 +302,7 @@ def batch_expand(graph: ForwardGraph, node: onnx.NodeProto, in_axis: int, out_ax
 
 
 def gathers_batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int]) -> bool:
+    """A Gather with folded (non-scalar) indices along the axis that carries the batch."""
     x, indices = node.input[0], node.input[1]
     if x not in axes or indices not in graph.values or np.ndim(graph.values[indices]) == 0:
         return False
@@ -395,15 +400,17 @@ def copy_with_input(node: onnx.NodeProto, index: int, name: str) -> onnx.NodePro
     return new
 
 
-def batch_shape_nodes(graph: ForwardGraph, like: str, rest: list[int], out: str) -> list[onnx.NodeProto]:
-    """``out`` = [runtime batch of ``like``, *rest] as int64."""
-    first, tail = f"{out}__n", f"{out}__rest"
+def batch_shape_nodes(graph: ForwardGraph, like: str, rest: list[int], out: str,
+                      before: list[int] = ()) -> list[onnx.NodeProto]:
+    """``out`` = [*before, runtime size of ``like``'s first axis, *rest] as int64."""
+    first, head, tail = f"{out}__n", f"{out}__before", f"{out}__rest"
+    add_constant(graph, head, np.array(before, np.int64))
     add_constant(graph, tail, np.array(rest, np.int64))
     add_constant(graph, f"{out}__0", np.array([0], np.int64))
     add_constant(graph, f"{out}__1", np.array([1], np.int64))
     return [helper.make_node("Shape", [like], [f"{out}__shape"]),
             helper.make_node("Slice", [f"{out}__shape", f"{out}__0", f"{out}__1"], [first]),
-            helper.make_node("Concat", [first, tail], [out], axis=0)]
+            helper.make_node("Concat", [head, first, tail], [out], axis=0)]
 
 
 def batch_sized(graph: ForwardGraph, node: onnx.NodeProto) -> list[onnx.NodeProto]:
@@ -433,22 +440,12 @@ def tile_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[
                 or shape[axis] != out_shape[axis] or (shape[axis] == 1 and node.op_type in BROADCASTING)):
             continue
         target = f"{node.output[0]}__tiled{k}"
-        new_nodes += batch_repeats(graph, len(shape), axis, f"{target}__repeats")
-        new_nodes.append(helper.make_node("Tile", [name, f"{target}__repeats"], [target], name=target))
+        repeats = f"{target}__repeats"  # [1, .., N, .., 1]: N, the path's batch, on the batch axis
+        new_nodes += batch_shape_nodes(graph, graph.input_name, [1] * (len(shape) - axis - 1), repeats,
+                                       before=[1] * axis)
+        new_nodes.append(helper.make_node("Tile", [name, repeats], [target], name=target))
         graph.shapes[target], graph.dtypes[target] = shape, graph.dtypes[name]
         if name in graph.values:  # rules read the batch-1 value
             graph.values[target] = graph.values[name]
         node.input[k] = target
     return new_nodes, node
-
-
-def batch_repeats(graph: ForwardGraph, rank: int, axis: int, out: str) -> list[onnx.NodeProto]:
-    """``out`` = Tile repeats [1, .., N, .., 1] with the runtime batch N (the path's first axis)."""
-    parts = [f"{out}__before", f"{out}__n", f"{out}__after"]
-    add_constant(graph, parts[0], np.ones(axis, np.int64))
-    add_constant(graph, parts[2], np.ones(rank - axis - 1, np.int64))
-    add_constant(graph, f"{out}__0", np.array([0], np.int64))
-    add_constant(graph, f"{out}__1", np.array([1], np.int64))
-    return [helper.make_node("Shape", [graph.input_name], [f"{out}__shape"]),
-            helper.make_node("Slice", [f"{out}__shape", f"{out}__0", f"{out}__1"], [parts[1]]),
-            helper.make_node("Concat", parts, [out], axis=0)]
