@@ -5,7 +5,7 @@ nodes). Everything else (weights, Constant nodes, shape arithmetic) becomes an i
 value was computed once at batch 1, and every data tensor gets a static batch-1 shape. The batch
 stays dynamic: follow_batch tracks which axis of every data tensor carries it (moved by
 Transpose, merged with windows or pixels by Reshape; where batch-1 shapes leave that ambiguous,
-the source's shapes at batch 2 decide) and rewrites what baked in batch 1: Reshape/Expand/Resize
+the source's shapes at batch 3 decide) and rewrites what baked in batch 1: Reshape/Expand/Resize
 shape arguments, Gathers along the batch axis, folded operands that must repeat once per item.
 What it cannot rewrite, the batch probe (batch_probe.py) finds when the graph is built.
 """
@@ -19,6 +19,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from lam_trt.errors import ModelError
+from lam_trt.export.batch_probe import relative_l2
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
 from lam_trt.export.vjp.conv import one_hot_kernels
 
@@ -29,6 +30,7 @@ BATCHED_OPERANDS = BROADCASTING | {"Concat", "ScatterElements", "ScatterND"}
 # Outputs of these ops never depend on the input's values, only on its shape.
 SHAPE_READERS = frozenset({"Shape", "Size"})
 SMALL = 1 << 16  # constants up to this many elements are kept as NumPy for the rules to read
+SOURCE_BATCHES = 1e-6  # relative L2 between a source's batch and its images alone (HAT's traced mask: 4e-5)
 
 
 @dataclass
@@ -85,7 +87,7 @@ def specialise(model: onnx.ModelProto, input_shape: tuple[int, int, int]) -> For
     graph = ForwardGraph(image_in.name, image_out.name, tuple(input_shape), data_nodes, list(protos.values()),
                          values, shapes, dtypes, opset_of(fixed), fixed.ir_version,
                          [o for o in fixed.opset_import if o.domain not in ("", "ai.onnx")])
-    follow_batch(graph, data, reshape_shapes_at_batch_2(fixed, data_nodes, input_shape))
+    follow_batch(graph, data, reshape_shapes_at_batch_3(fixed, data_nodes, input_shape))
     pixel_shuffles_as_convolutions(graph)
     return graph
 
@@ -105,14 +107,20 @@ def check_input_shape(vi: onnx.ValueInfoProto, input_shape: tuple[int, int, int]
                              f"use an image of that size or re-export with dynamic height/width")
 
 
-def with_input_shape(model: onnx.ModelProto, name: str, input_shape, batch: int = 1) -> onnx.ModelProto:
+def with_input_shape(model: onnx.ModelProto, name: str, input_shape, batch: int | None = 1) -> onnx.ModelProto:
+    """The model with the image input fixed to ``input_shape`` and ``batch`` (None: a named dim)."""
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     for vi in fixed.graph.input:
         if vi.name == name:
             dims = vi.type.tensor_type.shape.dim
             del dims[:]
-            for d in (batch, *input_shape):
+            first = dims.add()
+            if batch is None:
+                first.dim_param = "N"
+            else:
+                first.dim_value = batch
+            for d in input_shape:
                 dims.add().dim_value = d
     for vi in fixed.graph.output:
         vi.type.tensor_type.ClearField("shape")
@@ -140,8 +148,8 @@ def subgraph_reads(node: onnx.NodeProto, data: set[str]) -> bool:
 
 
 def run_for(model: onnx.ModelProto, names: list[str], input_name: str, input_shape,
-            types: dict[str, onnx.TypeProto], batch: int = 1) -> dict[str, np.ndarray]:
-    """Run the model at batch ``batch`` (1 unless told) and return the named intermediate tensors."""
+            types: dict[str, onnx.TypeProto]) -> dict[str, np.ndarray]:
+    """Run the model at batch 1 and return the named intermediate tensors."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
@@ -154,7 +162,7 @@ def run_for(model: onnx.ModelProto, names: list[str], input_name: str, input_sha
     opts.log_severity_level = 3
     try:
         sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        x = np.random.default_rng(0).random((batch, *input_shape), dtype=np.float32)
+        x = np.random.default_rng(0).random((1, *input_shape), dtype=np.float32)
         return dict(zip(names, sess.run(names, {input_name: x})))
     except Exception as e:  # ORT's own exceptions carry no common base class
         raise ModelError(f"onnxruntime cannot run the model at input {list(input_shape)}: "
@@ -191,22 +199,34 @@ def fold_constants(model, names: set[str], input_name: str, input_shape):
     return small, protos
 
 
-def reshape_shapes_at_batch_2(model: onnx.ModelProto, data_nodes, input_shape) -> dict[str, tuple[int, ...]]:
-    """Output shapes of the data Reshapes when the model runs at batch 2 ({} where it does not).
-    At batch 1, [L*N, E] and [L, N*E] look alike; the axis that doubles says where the batch goes."""
+def reshape_shapes_at_batch_3(model: onnx.ModelProto, data_nodes, input_shape) -> dict[str, tuple[int, ...]]:
+    """Output shapes of the data Reshapes when the model runs three images as one batch, if it then
+    gives what it gives them one at a time ({} otherwise). At batch 1, [L*N, E] and [L, N*E] look
+    alike; the axis that triples says where the batch goes. A source traced at batch 1 (Swin's
+    window_reverse) or at the dynamo exporter's example batch 2 computes other shapes at batch 3
+    and wrong outputs: it is not followed."""
     outputs = [n.output[0] for n in data_nodes if n.op_type == "Reshape"]
     if not outputs:
         return {}
-    input_name = image_io(model)[0].name
-    two = with_input_shape(model, input_name, input_shape, batch=2)
-    two.graph.node.extend(helper.make_node("Shape", [o], [f"{o}__at_batch_2"]) for o in outputs)
-    names = [f"{o}__at_batch_2" for o in outputs]
-    int64 = {name: helper.make_tensor_type_proto(onnx.TensorProto.INT64, None) for name in names}
+    image_in, image_out = image_io(model)
+    probe = with_input_shape(model, image_in.name, input_shape, batch=None)
+    probe.graph.node.extend(helper.make_node("Shape", [o], [f"{o}__at_batch_3"]) for o in outputs)
+    names = [f"{o}__at_batch_3" for o in outputs]
+    del probe.graph.output[:]
+    probe.graph.output.extend([helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in names]
+                              + [helper.make_tensor_value_info(image_out.name, image_out.type.tensor_type.elem_type, None)])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    x = np.random.default_rng(0).random((3, *input_shape), dtype=np.float32)
     try:
-        shapes = run_for(two, names, input_name, input_shape, int64, batch=2)
-    except ModelError:  # a source whose batch is fixed
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        *shapes, together = sess.run(names + [image_out.name], {image_in.name: x})
+        alone = np.concatenate([sess.run([image_out.name], {image_in.name: x[i:i + 1]})[0] for i in range(3)])
+    except Exception:  # a source whose batch is fixed; ORT's exceptions have no common base class
         return {}
-    return {o: tuple(int(d) for d in shapes[name]) for o, name in zip(outputs, names)}
+    if together.shape != alone.shape or relative_l2(together, alone) > SOURCE_BATCHES:
+        return {}
+    return {o: tuple(int(d) for d in shape) for o, shape in zip(outputs, shapes)}
 
 
 def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
@@ -240,11 +260,11 @@ def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
 
 
 # ---- keeping the batch dynamic ----------------------------------------------------------------
-def follow_batch(graph: ForwardGraph, data: set[str], at_batch_2: dict[str, np.ndarray] | None = None) -> None:
+def follow_batch(graph: ForwardGraph, data: set[str], at_batch_3: dict[str, np.ndarray] | None = None) -> None:
     """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs, and record
     which axis of every data tensor carries the batch (``graph.batch_axes``, for the rules).
-    ``at_batch_2``: output shapes of Reshapes at batch 2, where known."""
-    at_batch_2 = at_batch_2 or {}
+    ``at_batch_3``: output shapes of Reshapes at batch 3, where known."""
+    at_batch_3 = at_batch_3 or {}
     axes = {graph.input_name: 0}
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.nodes:
@@ -253,7 +273,7 @@ def follow_batch(graph: ForwardGraph, data: set[str], at_batch_2: dict[str, np.n
             continue
         axis = batch_axis(graph, node, axes, data)
         if node.op_type == "Reshape":
-            axis = doubled_axis(graph.shapes[node.output[0]], at_batch_2.get(node.output[0]), axis)
+            axis = tripled_axis(graph.shapes[node.output[0]], at_batch_3.get(node.output[0]), axis)
         axes.update({o: axis for o in node.output if o})
         if node.op_type == "Reshape" and node.input[1] not in data:
             out_shape = list(graph.shapes[node.output[0]])
@@ -274,14 +294,13 @@ def follow_batch(graph: ForwardGraph, data: set[str], at_batch_2: dict[str, np.n
     graph.batch_axes = axes
 
 
-def doubled_axis(at_1, at_2, default: int) -> int:
-    """The one axis of a shape that doubles from batch 1 to batch 2, else ``default``."""
-    if at_2 is None or len(at_1) != len(at_2):
+def tripled_axis(out_shape, at_3, default: int) -> int:
+    """The one axis of a Reshape's output that triples from batch 1 to batch 3, else ``default``."""
+    if at_3 is None or len(out_shape) != len(at_3):
         return default
-    at_1, at_2 = np.asarray(at_1), np.asarray(at_2)
-    changed = np.flatnonzero(at_1 != at_2)
-    if len(changed) == 1 and at_1[changed[0]] > 0 and at_2[changed[0]] == 2 * at_1[changed[0]]:
-        return int(changed[0])
+    changed = [k for k, (a, b) in enumerate(zip(out_shape, at_3)) if a != b]
+    if len(changed) == 1 and at_3[changed[0]] == 3 * out_shape[changed[0]]:
+        return changed[0]
     return default
 
 

@@ -151,12 +151,29 @@ class ConstantQueries(Head):
         return self.mix(torch.einsum("qbc,bchw->bqhw", attended, y))
 
 
+class WindowsTracedAtBatch1(Head):
+    """Swin's window_reverse with B = int(windows / windows per image): the TorchScript export
+    bakes B = 1, so the source itself reshapes wrongly at other batches (the channel axis grows);
+    its shapes there must not steer the batch rewrite (HAT, Swin2SR, GRL). (The dynamo export
+    bakes its example batch 2 and is wrong even at batch 1: not a case.)"""
+
+    def pattern(self, y):
+        windows = y.reshape(-1, 4, 2, 4, 2, 4).permute(0, 2, 4, 3, 5, 1).reshape(-1, 16, 4)  # [N*4, 16, 4]
+        windows = windows * torch.sigmoid(windows.sum(1, keepdim=True))
+        batch = int(windows.shape[0] / 4)
+        image = windows.reshape(batch, 2, 2, 4, 4, -1).permute(0, 1, 3, 2, 4, 5).reshape(batch, 8, 8, -1)
+        return image.permute(0, 3, 1, 2)
+
+
 PATTERNS = [NormalizedWindows, LinearOnFlatBatch, CodebookLookup, SplitAfterTranspose, GateOnPermutedView,
             SelfAttentionSeqFirst, ConstantQueries]
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.__name__)
+CASES = [(WindowsTracedAtBatch1, False)] + [(p, dynamo) for p in PATTERNS for dynamo in (False, True)]
+
+
+@pytest.mark.parametrize("pattern, dynamo", CASES,
+                         ids=[f"{p.__name__}-{'dynamo' if d else 'torchscript'}" for p, d in CASES])
 def test_pattern_runs_batched_and_exact(pattern, dynamo, tmp_path, harness):
     torch.manual_seed(0)
     net = pattern().eval()
