@@ -264,3 +264,16 @@ def test_probe_finds_the_first_image_model_too(tmp_path):
     source = export_onnx(FirstImage().eval(), SHAPE, tmp_path / "first.onnx")
     meta = {p.key: p.value for p in build_attribution_graph(str(source), SHAPE).metadata_props}
     assert meta.get("lam_trt.max_batch") == "1"
+
+
+def test_attribute_reports_the_fallback_in_the_result(tmp_path, capfd):
+    import lam_trt
+
+    torch.manual_seed(0)
+    source = export_onnx(MixesTheBatch().eval(), SHAPE, tmp_path / "mixes.onnx")
+    image = np.random.default_rng(4).random(SHAPE, dtype=np.float32)
+    result = lam_trt.Attributor(source, provider="cpu", cache_dir=tmp_path / "cache").attribute(
+        image, window=(1, 1), size=4, steps=6, internal_batch_size=4, crop=False)
+    runtime = result.meta["runtime"]
+    assert runtime["batch_size"] == 1 and "differs" in runtime["batch_fallback"]
+    assert "one at a time" in capfd.readouterr().err
