@@ -46,7 +46,7 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
              (top, left, height, width) of the analysed patch in SR-output pixels.
     Outputs: detector [N] = D(F(path_n)); attribution [C,h,w] = sum_n grad D(F(path_n)) * weights_n;
              contribution [N] = per-item sums of that product; sr [N,C',H,W] = F(path_n).
-    ``check_batch``: run two path images as one batch and one at a time; where they differ, the
+    ``check_batch``: run three path images as one batch and one at a time; where they differ, the
     metadata says the graph runs one path image at a time (``lam_trt.max_batch``) and why.
     """
     if detector != "gradient":

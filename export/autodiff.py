@@ -46,12 +46,16 @@ def undifferentiable(nodes: Iterable[Node], active: set[str]) -> list[tuple[str,
 def refuse(found: list[tuple[str, str, str]]) -> None:
     """Raise one UnsupportedOpError naming every node in ``found`` (and the reasons given)."""
     if found:
-        reasons = list(dict.fromkeys(f"{op} ({name}): {why}" for op, name, why in found if why))
+        refused = [(op, name, why) for op, name, why in found if why]
+        reasons = [why for _, _, why in refused] if len(refused) == 1 else \
+            [f"{op} ({name}): {why}" for op, name, why in refused]
         raise UnsupportedOpError([(op, name) for op, name, _ in found], "; ".join(reasons))
 
 
-def user_graph_nodes(model: onnx.ModelProto) -> tuple[list[Node], set[str], str, str]:
-    """The data nodes of the user's graph as it is, their active tensors, and the image in/out."""
+def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    """(op type, node, why) of every op between the model's input and output that cannot be
+    differentiated exactly: a quick check on the user's graph as it is, so that it is refused before
+    anything is built or run, by the same list the builder checks again (``undifferentiable``)."""
     from lam_trt.export.source import canonicalise, image_io
     from lam_trt.export.specialise import data_tensors, inferred_types
 
@@ -61,15 +65,7 @@ def user_graph_nodes(model: onnx.ModelProto) -> tuple[list[Node], set[str], str,
     nodes = [Node.from_proto(n) for n in canonical.graph.node if any(o in data for o in n.output)]
     dtypes = {k: t.tensor_type.elem_type for k, t in inferred_types(canonical).items()
               if t.HasField("tensor_type") and t.tensor_type.elem_type}
-    return nodes, active_tensors(nodes, image_in.name, image_out.name, dtypes), image_in.name, image_out.name
-
-
-def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
-    """(op type, node, why) of every op between the model's input and output that cannot be
-    differentiated exactly: a quick check on the user's graph, so that it is refused before anything
-    is built or run, by the same list the builder checks again (``undifferentiable``)."""
-    nodes, active, _, _ = user_graph_nodes(model)
-    return undifferentiable(nodes, active)
+    return undifferentiable(nodes, active_tensors(nodes, image_in.name, image_out.name, dtypes))
 
 
 def check_differentiable(model: onnx.ModelProto) -> None:

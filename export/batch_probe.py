@@ -1,10 +1,11 @@
 """Does an attribution graph give, for a batch of path images, what it gives for each one alone?
 
 The batch rewrite (specialise.follow_batch) keeps the batch dynamic for the patterns it knows; a
-shape constant it does not know can still pin the batch to 1 (an ONNX Runtime error at batch 2)
-or, worse, mix the images of a batch (a silent difference). Both show when two path images run
-as one batch and one at a time, once, when the graph is built; the answer goes into the graph's
-metadata and the runner runs one path image at a time where the graph cannot batch.
+shape constant it does not know can still pin the batch to 1 (an ONNX Runtime error at batch N)
+or, worse, mix the images of a batch (a silent difference). Both show when three path images run
+as one batch and one at a time, once, when the graph is built (three, not two: the dynamo
+exporter traces at batch 2, and a shape baked there is right at 2 only); the answer goes into the
+graph's metadata and the runner runs one path image at a time where the graph cannot batch.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ PROBE_LIMIT = (1 << 31) - (1 << 24)  # sessions from bytes stop at protobuf's 2 
 
 def batch_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int],
                 output_shape: tuple[int, int, int]) -> Optional[str]:
-    """None if two path images run as one batch give what they give one at a time; else why not.
+    """None if three path images run as one batch give what they give one at a time; else why not.
 
     A graph that does not run even at batch 1 is not judged here (the runner reports that)."""
     if model.ByteSize() > PROBE_LIMIT:
@@ -32,25 +33,25 @@ def batch_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int],
     opts.log_severity_level = 4
     session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    path = rng.random((2, *input_shape), dtype=np.float32)
-    weights = rng.standard_normal((2, *input_shape)).astype(np.float32)
+    path = rng.random((3, *input_shape), dtype=np.float32)
+    weights = rng.standard_normal((3, *input_shape)).astype(np.float32)
     _, height, width = output_shape
     window = np.array([0, 0, height - 1, width - 1], np.int64)
     run = lambda lo, hi: session.run(["detector", "attribution", "contribution"], {
         "path": path[lo:hi], "weights": weights[lo:hi], "window": window})
     try:
-        single = [run(0, 1), run(1, 2)]
+        single = [run(i, i + 1) for i in range(3)]
     except Exception:  # ORT's exceptions have no common base class
         return None
     try:
-        together = run(0, 2)
+        together = run(0, 3)
     except Exception as e:
-        return f"onnxruntime cannot run it at batch 2 ({ort_message(e)})"
-    expected = {"detector": np.concatenate([s[0] for s in single]), "attribution": single[0][1] + single[1][1],
+        return f"onnxruntime cannot run it at batch 3 ({ort_message(e)})"
+    expected = {"detector": np.concatenate([s[0] for s in single]), "attribution": sum(s[1] for s in single),
                 "contribution": np.concatenate([s[2] for s in single])}
     for (name, want), have in zip(expected.items(), together):
         if np.shape(have) != np.shape(want) or relative_l2(have, want) > TOLERANCE:
-            return f"its {name} at batch 2 differs from one path image at a time"
+            return f"its {name} at batch 3 differs from one path image at a time"
     return None
 
 

@@ -3,7 +3,11 @@
 The result, a ForwardGraph, keeps only the nodes whose outputs depend on the image ("data"
 nodes). Everything else (weights, Constant nodes, shape arithmetic) becomes an initializer whose
 value was computed once at batch 1, and every data tensor gets a static batch-1 shape. The batch
-stays dynamic: shape constants that baked in batch 1 are rewritten to follow the runtime batch.
+stays dynamic: follow_batch tracks which axis of every data tensor carries it (moved by
+Transpose, merged with windows or pixels by Reshape; where batch-1 shapes leave that ambiguous,
+the source's shapes at batch 3 decide) and rewrites what baked in batch 1: Reshape/Expand/Resize
+shape arguments, Gathers along the batch axis, folded operands that must repeat once per item.
+What it cannot rewrite, the batch probe (batch_probe.py) finds when the graph is built.
 """
 from __future__ import annotations
 
@@ -15,16 +19,18 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from lam_trt.errors import ModelError
+from lam_trt.export.batch_probe import relative_l2
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
 from lam_trt.export.vjp.conv import one_hot_kernels
 
-# Ops whose folded operands must line up with the image data along the batch axis; of these,
-# the broadcasting ones take a size-1 batch axis as it is.
-BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where"})
+# Ops whose folded operands must line up with the image data along the batch axis (MatMul: on
+# its stacking axes); of these, the broadcasting ones take a size-1 batch axis as it is.
+BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where", "MatMul"})
 BATCHED_OPERANDS = BROADCASTING | {"Concat", "ScatterElements", "ScatterND"}
 # Outputs of these ops never depend on the input's values, only on its shape.
 SHAPE_READERS = frozenset({"Shape", "Size"})
 SMALL = 1 << 16  # constants up to this many elements are kept as NumPy for the rules to read
+SOURCE_BATCHES = 1e-6  # relative L2 between a source's batch and its images alone (HAT's traced mask: 4e-5)
 
 
 @dataclass
@@ -81,7 +87,7 @@ def specialise(model: onnx.ModelProto, input_shape: tuple[int, int, int]) -> For
     graph = ForwardGraph(image_in.name, image_out.name, tuple(input_shape), data_nodes, list(protos.values()),
                          values, shapes, dtypes, opset_of(fixed), fixed.ir_version,
                          [o for o in fixed.opset_import if o.domain not in ("", "ai.onnx")])
-    follow_batch(graph, data)
+    follow_batch(graph, data, reshape_shapes_at_batch_3(fixed, data_nodes, input_shape))
     pixel_shuffles_as_convolutions(graph)
     return graph
 
@@ -101,14 +107,20 @@ def check_input_shape(vi: onnx.ValueInfoProto, input_shape: tuple[int, int, int]
                              f"use an image of that size or re-export with dynamic height/width")
 
 
-def with_input_shape(model: onnx.ModelProto, name: str, input_shape) -> onnx.ModelProto:
+def with_input_shape(model: onnx.ModelProto, name: str, input_shape, batch: int | None = 1) -> onnx.ModelProto:
+    """The model with the image input fixed to ``input_shape`` and ``batch`` (None: a named dim)."""
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     for vi in fixed.graph.input:
         if vi.name == name:
             dims = vi.type.tensor_type.shape.dim
             del dims[:]
-            for d in (1, *input_shape):
+            first = dims.add()
+            if batch is None:
+                first.dim_param = "N"
+            else:
+                first.dim_value = batch
+            for d in input_shape:
                 dims.add().dim_value = d
     for vi in fixed.graph.output:
         vi.type.tensor_type.ClearField("shape")
@@ -187,6 +199,36 @@ def fold_constants(model, names: set[str], input_name: str, input_shape):
     return small, protos
 
 
+def reshape_shapes_at_batch_3(model: onnx.ModelProto, data_nodes, input_shape) -> dict[str, tuple[int, ...]]:
+    """Output shapes of the data Reshapes when the model runs three images as one batch, if it then
+    gives what it gives them one at a time ({} otherwise). At batch 1, [L*N, E] and [L, N*E] look
+    alike; the axis that triples says where the batch goes. A source traced at batch 1 (Swin's
+    window_reverse) or at the dynamo exporter's example batch 2 computes other shapes at batch 3
+    and wrong outputs: it is not followed."""
+    outputs = [n.output[0] for n in data_nodes if n.op_type == "Reshape"]
+    if not outputs:
+        return {}
+    image_in, image_out = image_io(model)
+    probe = with_input_shape(model, image_in.name, input_shape, batch=None)
+    probe.graph.node.extend(helper.make_node("Shape", [o], [f"{o}__at_batch_3"]) for o in outputs)
+    names = [f"{o}__at_batch_3" for o in outputs]
+    del probe.graph.output[:]
+    probe.graph.output.extend([helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in names]
+                              + [helper.make_tensor_value_info(image_out.name, image_out.type.tensor_type.elem_type, None)])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    x = np.random.default_rng(0).random((3, *input_shape), dtype=np.float32)
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        *shapes, together = sess.run(names + [image_out.name], {image_in.name: x})
+        alone = np.concatenate([sess.run([image_out.name], {image_in.name: x[i:i + 1]})[0] for i in range(3)])
+    except Exception:  # a source whose batch is fixed; ORT's exceptions have no common base class
+        return {}
+    if together.shape != alone.shape or relative_l2(together, alone) > SOURCE_BATCHES:
+        return {}
+    return {o: tuple(int(d) for d in shape) for o, shape in zip(outputs, shapes)}
+
+
 def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
     """Static batch-1 shapes and types of every data tensor (shape inference, ORT as fallback)."""
     folded = onnx.ModelProto()
@@ -218,9 +260,11 @@ def static_shapes(model, data_nodes, protos, input_name, input_shape, data):
 
 
 # ---- keeping the batch dynamic ----------------------------------------------------------------
-def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
+def follow_batch(graph: ForwardGraph, data: set[str], at_batch_3: dict[str, np.ndarray] | None = None) -> None:
     """Rewrite folded shape arguments that fixed the batch to 1 so any batch N runs, and record
-    which axis of every data tensor carries the batch (``graph.batch_axes``, for the rules)."""
+    which axis of every data tensor carries the batch (``graph.batch_axes``, for the rules).
+    ``at_batch_3``: output shapes of Reshapes at batch 3, where known."""
+    at_batch_3 = at_batch_3 or {}
     axes = {graph.input_name: 0}
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.nodes:
@@ -228,6 +272,8 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
             new_nodes += per_item_gather(graph, node, axes)
             continue
         axis = batch_axis(graph, node, axes, data)
+        if node.op_type == "Reshape":
+            axis = tripled_axis(graph.shapes[node.output[0]], at_batch_3.get(node.output[0]), axis)
         axes.update({o: axis for o in node.output if o})
         if node.op_type == "Reshape" and node.input[1] not in data:
             out_shape = list(graph.shapes[node.output[0]])
@@ -248,6 +294,16 @@ def follow_batch(graph: ForwardGraph, data: set[str]) -> None:
     graph.batch_axes = axes
 
 
+def tripled_axis(out_shape, at_3, default: int) -> int:
+    """The one axis of a Reshape's output that triples from batch 1 to batch 3, else ``default``."""
+    if at_3 is None or len(out_shape) != len(at_3):
+        return default
+    changed = [k for k, (a, b) in enumerate(zip(out_shape, at_3)) if a != b]
+    if len(changed) == 1 and at_3[changed[0]] == 3 * out_shape[changed[0]]:
+        return changed[0]
+    return default
+
+
 def batch_expand(graph: ForwardGraph, node: onnx.NodeProto, in_axis: int, out_axis: int) -> onnx.NodeProto:
     """Expand to a folded shape whose batch entry is the input's batch-1 size (F.normalize's
     Expand(norm, Shape(x)) with windows x batch on one axis): a 1 there keeps the runtime size.
@@ -265,6 +321,7 @@ def batch_expand(graph: ForwardGraph, node: onnx.NodeProto, in_axis: int, out_ax
 
 
 def gathers_batch_axis(graph: ForwardGraph, node: onnx.NodeProto, axes: dict[str, int]) -> bool:
+    """A Gather with folded (non-scalar) indices along the axis that carries the batch."""
     x, indices = node.input[0], node.input[1]
     if x not in axes or indices not in graph.values or np.ndim(graph.values[indices]) == 0:
         return False
@@ -362,15 +419,17 @@ def copy_with_input(node: onnx.NodeProto, index: int, name: str) -> onnx.NodePro
     return new
 
 
-def batch_shape_nodes(graph: ForwardGraph, like: str, rest: list[int], out: str) -> list[onnx.NodeProto]:
-    """``out`` = [runtime batch of ``like``, *rest] as int64."""
-    first, tail = f"{out}__n", f"{out}__rest"
+def batch_shape_nodes(graph: ForwardGraph, like: str, rest: list[int], out: str,
+                      before: list[int] = ()) -> list[onnx.NodeProto]:
+    """``out`` = [*before, runtime size of ``like``'s first axis, *rest] as int64."""
+    first, head, tail = f"{out}__n", f"{out}__before", f"{out}__rest"
+    add_constant(graph, head, np.array(before, np.int64))
     add_constant(graph, tail, np.array(rest, np.int64))
     add_constant(graph, f"{out}__0", np.array([0], np.int64))
     add_constant(graph, f"{out}__1", np.array([1], np.int64))
     return [helper.make_node("Shape", [like], [f"{out}__shape"]),
             helper.make_node("Slice", [f"{out}__shape", f"{out}__0", f"{out}__1"], [first]),
-            helper.make_node("Concat", [first, tail], [out], axis=0)]
+            helper.make_node("Concat", [head, first, tail], [out], axis=0)]
 
 
 def batch_sized(graph: ForwardGraph, node: onnx.NodeProto) -> list[onnx.NodeProto]:
@@ -387,6 +446,8 @@ def tile_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[
     one-hot that ScatterElements fills, a batch-1 tensor concatenated with image data, a per-window
     constant added to windows x batch) was made for one item: repeat it once per runtime item."""
     out_shape = graph.shapes[node.output[0]]
+    if node.op_type == "MatMul" and axis >= len(out_shape) - 2:  # a weight matrix, not stacked items
+        return new_nodes, node
     if node.op_type == "Concat":
         concat_axis = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "axis")
         if int(concat_axis) % len(out_shape) == axis:
@@ -398,22 +459,12 @@ def tile_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[
                 or shape[axis] != out_shape[axis] or (shape[axis] == 1 and node.op_type in BROADCASTING)):
             continue
         target = f"{node.output[0]}__tiled{k}"
-        new_nodes += batch_repeats(graph, len(shape), axis, f"{target}__repeats")
-        new_nodes.append(helper.make_node("Tile", [name, f"{target}__repeats"], [target], name=target))
+        repeats = f"{target}__repeats"  # [1, .., N, .., 1]: N, the path's batch, on the batch axis
+        new_nodes += batch_shape_nodes(graph, graph.input_name, [1] * (len(shape) - axis - 1), repeats,
+                                       before=[1] * axis)
+        new_nodes.append(helper.make_node("Tile", [name, repeats], [target], name=target))
         graph.shapes[target], graph.dtypes[target] = shape, graph.dtypes[name]
         if name in graph.values:  # rules read the batch-1 value
             graph.values[target] = graph.values[name]
         node.input[k] = target
     return new_nodes, node
-
-
-def batch_repeats(graph: ForwardGraph, rank: int, axis: int, out: str) -> list[onnx.NodeProto]:
-    """``out`` = Tile repeats [1, .., N, .., 1] with the runtime batch N (the path's first axis)."""
-    parts = [f"{out}__before", f"{out}__n", f"{out}__after"]
-    add_constant(graph, parts[0], np.ones(axis, np.int64))
-    add_constant(graph, parts[2], np.ones(rank - axis - 1, np.int64))
-    add_constant(graph, f"{out}__0", np.array([0], np.int64))
-    add_constant(graph, f"{out}__1", np.array([1], np.int64))
-    return [helper.make_node("Shape", [graph.input_name], [f"{out}__shape"]),
-            helper.make_node("Slice", [f"{out}__shape", f"{out}__0", f"{out}__1"], [parts[1]]),
-            helper.make_node("Concat", parts, [out], axis=0)]

@@ -386,6 +386,7 @@ def _colours(table: Sequence[Row]) -> dict[str, Any]:
 
 def plot_di_vs_psnr(table: Sequence[Row], corr: dict[str, Any], path: Path) -> Path:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
 
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
@@ -401,6 +402,9 @@ def plot_di_vs_psnr(table: Sequence[Row], corr: dict[str, Any], path: Path) -> P
         ax.set_title(f"Pearson r(log DI, PSNR) {corr['pearson_log_di']['r']:.2f}, "
                      f"Spearman rho {corr['spearman']['rho']:.2f} ({corr['models']} models)", fontsize=10)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("mean diffusion index (log scale)")
     ax.set_ylabel("PSNR on Y (dB)")
     ax.grid(alpha=0.3)

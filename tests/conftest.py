@@ -20,6 +20,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from lam_trt.export.autodiff import unsupported_nodes
 from reference_lam import Gradients, weighted_gradients
 
 Window = tuple[int, int, int, int]  # (top, left, height, width)
@@ -151,7 +152,9 @@ class AttributionChecker:
         path, weights = random_batch(n, input_shape, seed)
         out_hw = assert_source_matches_torch(source, fn, path)
         window = window or default_window(out_hw)
-        run = run_graph(make_session(build_graph(source, input_shape)), path, weights, window)
+        graph = build_graph(source, input_shape)
+        assert not unsupported_nodes(model), "the pre-check refuses a graph the builder builds"
+        run = run_graph(make_session(graph), path, weights, window)
         assert_matches(run, reference(fn, path, weights, window), rtol)
         return run
 

@@ -119,11 +119,61 @@ class GateOnPermutedView(Head):
         return view * self.gate(view)
 
 
-PATTERNS = [NormalizedWindows, LinearOnFlatBatch, CodebookLookup, SplitAfterTranspose, GateOnPermutedView]
+class SelfAttentionSeqFirst(Head):
+    """nn.MultiheadAttention on (HW, N, C) tokens: its out-projection is a Gemm on [HW*N, C], a
+    reshape that at batch 1 looks like [HW, N*C] (CodeFormer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(4, 2)
+        self.position = nn.Parameter(torch.randn(64, 4))
+
+    def pattern(self, y):
+        tokens = y.flatten(2).permute(2, 0, 1)                                # [64, N, 4]
+        query = tokens + self.position.unsqueeze(1).repeat(1, y.shape[0], 1)
+        return (tokens + self.attention(query, query, tokens)[0]).permute(1, 2, 0).reshape(y.shape)
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.__name__)
+class ConstantQueries(Head):
+    """Learned queries repeated per item attend to the image (a folded [heads, Q, d] operand of a
+    batched MatMul, FusedMatMul after ONNX Runtime's fusion), einsum back to pixels (DDColor)."""
+
+    def __init__(self):
+        super().__init__()
+        self.queries = nn.Embedding(5, 4)
+        self.attention = nn.MultiheadAttention(4, 2)
+        self.mix = nn.Conv2d(5, 4, 1)
+
+    def pattern(self, y):
+        memory = y.flatten(2).permute(2, 0, 1)                                # [64, N, 4]
+        queries = self.queries.weight.unsqueeze(1).repeat(1, y.shape[0], 1)  # [5, N, 4]
+        attended = self.attention(queries, memory, memory)[0]
+        return self.mix(torch.einsum("qbc,bchw->bqhw", attended, y))
+
+
+class WindowsTracedAtBatch1(Head):
+    """Swin's window_reverse with B = int(windows / windows per image): the TorchScript export
+    bakes B = 1, so the source itself reshapes wrongly at other batches (the channel axis grows);
+    its shapes there must not steer the batch rewrite (HAT, Swin2SR, GRL). (The dynamo export
+    bakes its example batch 2 and is wrong even at batch 1: not a case.)"""
+
+    def pattern(self, y):
+        windows = y.reshape(-1, 4, 2, 4, 2, 4).permute(0, 2, 4, 3, 5, 1).reshape(-1, 16, 4)  # [N*4, 16, 4]
+        windows = windows * torch.sigmoid(windows.sum(1, keepdim=True))
+        batch = int(windows.shape[0] / 4)
+        image = windows.reshape(batch, 2, 2, 4, 4, -1).permute(0, 1, 3, 2, 4, 5).reshape(batch, 8, 8, -1)
+        return image.permute(0, 3, 1, 2)
+
+
+PATTERNS = [NormalizedWindows, LinearOnFlatBatch, CodebookLookup, SplitAfterTranspose, GateOnPermutedView,
+            SelfAttentionSeqFirst, ConstantQueries]
+
+
+CASES = [(WindowsTracedAtBatch1, False)] + [(p, dynamo) for p in PATTERNS for dynamo in (False, True)]
+
+
+@pytest.mark.parametrize("pattern, dynamo", CASES,
+                         ids=[f"{p.__name__}-{'dynamo' if d else 'torchscript'}" for p, d in CASES])
 def test_pattern_runs_batched_and_exact(pattern, dynamo, tmp_path, harness):
     torch.manual_seed(0)
     net = pattern().eval()
@@ -214,3 +264,16 @@ def test_probe_finds_the_first_image_model_too(tmp_path):
     source = export_onnx(FirstImage().eval(), SHAPE, tmp_path / "first.onnx")
     meta = {p.key: p.value for p in build_attribution_graph(str(source), SHAPE).metadata_props}
     assert meta.get("lam_trt.max_batch") == "1"
+
+
+def test_attribute_reports_the_fallback_in_the_result(tmp_path, capfd):
+    import lam_trt
+
+    torch.manual_seed(0)
+    source = export_onnx(MixesTheBatch().eval(), SHAPE, tmp_path / "mixes.onnx")
+    image = np.random.default_rng(4).random(SHAPE, dtype=np.float32)
+    result = lam_trt.Attributor(source, provider="cpu", cache_dir=tmp_path / "cache").attribute(
+        image, window=(1, 1), size=4, steps=6, internal_batch_size=4, crop=False)
+    runtime = result.meta["runtime"]
+    assert runtime["batch_size"] == 1 and "differs" in runtime["batch_fallback"]
+    assert "one at a time" in capfd.readouterr().err

@@ -48,15 +48,14 @@ def hand_built(d: Path) -> dict[str, Path]:
         return path
 
     image = lambda name, c: helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["N", c, "H", "W"])
-    k = onnx.numpy_helper.from_array(np.array([2], np.int64), "k")
     return {
         "classifier": save("classifier", [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
                                           helper.make_node("Flatten", ["p"], ["y"])],
                            [image("x", 3)], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])]),
         "two_channel": save("two_channel", [helper.make_node("Identity", ["x"], ["y"])], [image("x", 2)],
                             [image("y", 2)]),
-        "no_rule": save("no_rule", [helper.make_node("TopK", ["x", "k"], ["y", "i"], axis=3)],
-                        [image("x", 3)], [image("y", 3)], [k]),
+        "no_rule": save("no_rule", [helper.make_node("LpNormalization", ["x"], ["y"], axis=3)],
+                        [image("x", 3)], [image("y", 3)]),
     }
 
 
@@ -111,7 +110,7 @@ BAD = {
     "unknown method": (["{model}", "{lr}"], ["--method", "smoothgrad"], "method"),
     "unknown provider": (["{model}", "{lr}"], ["--provider", "rocm"], "provider"),
     "bad batch size": (["{model}", "{lr}"], ["--batch-size", "0"], "batch"),
-    "op without rule": (["{no_rule}", "{lr}"], [], "TopK"),
+    "op without rule": (["{no_rule}", "{lr}"], [], "LpNormalization"),
 }
 
 
@@ -140,7 +139,7 @@ def test_real_process_exit_code_and_no_traceback(files, tmp_path):
                            str(files["lr"]), "--window", "2", "2", "--size", "8", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "TopK" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "LpNormalization" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_demo_runs_on_the_bundled_model(tmp_path):

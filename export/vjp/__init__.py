@@ -55,5 +55,5 @@ def supported_op_types() -> set[str]:
 # Importing the rule modules fills REGISTRY (one file per op family, as onnx/reference/ops does).
 from lam_trt.export.vjp import (  # noqa: E402,F401
     activation, conv, elementwise, linalg, normalization, pool, reduce, resize, shape,
-    scatter, sampling, selection, spectral, fold,
+    scatter, sampling, selection, spectral, fold, trig,
 )

@@ -3,7 +3,8 @@
 The adjoint of a scatter reads back what it wrote: the output gradient at the written positions
 goes to ``updates`` (GatherND / GatherElements), the rest to ``data``. With reduction 'none' a
 position written twice keeps one write, which ONNX leaves undefined: constant indices that repeat
-are refused; indices computed in the graph (slice assignments) are taken as distinct.
+are refused; indices computed in the graph (slice assignments, argmax picks) are taken as distinct.
+With 'mul', an update's gradient needs the others written to its position: constant indices only.
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def scatter_vjp(b: GraphBuilder, node: Node, grads, needs, gather: str, axis: Op
     reduction = node.attrs.get("reduction", "none")
     if reduction != "add" and needs[2]:
         check_distinct(b, node, axis)
+        if reduction == "mul" and not b.has_value(idx):
+            raise NotImplementedError(f"{node.op_type} with reduction 'mul' into indices computed in the graph "
+                                      "(a repeated index would need the product of the other updates)")
     attrs = {} if axis is None else {"axis": axis}
     g_data = g_updates = None
     if needs[0]:
