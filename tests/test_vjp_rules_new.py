@@ -99,7 +99,8 @@ EXPORTED: list[Case] = [
     # registered rules no other test reaches
     case("Sin-Cos", ("Sin", "Cos"), fn(lambda m, x: torch.sin(x) * torch.cos(2 * x))),
     case("Atan-Tan", ("Atan", "Tan"), fn(lambda m, x: torch.atan(2 * x) * torch.tan(0.5 * x))),
-    case("Asin-Acos", ("Asin", "Acos"), fn(lambda m, x: torch.asin(0.5 * torch.tanh(x)) * torch.acos(0.4 * torch.sin(x)))),
+    case("Asin-Acos", ("Asin", "Acos"),
+         fn(lambda m, x: torch.asin(0.5 * torch.tanh(x)) * torch.acos(0.4 * torch.sin(x)))),
     case("Selu", "Selu", fn(lambda m, x: F.selu(x))),
     case("Celu", "Celu", fn(lambda m, x: F.celu(x, 0.7))),
     case("LogSoftmax", "LogSoftmax", fn(lambda m, x: F.log_softmax(2 * x, 1))),
@@ -110,9 +111,10 @@ EXPORTED: list[Case] = [
     case("ReduceLogSumExp", "ReduceLogSumExp", fn(lambda m, x: x * torch.logsumexp(x, 2, keepdim=True))),
     # weights and bias computed from the image (shared over the batch: a sum over it), so that the
     # weight gradient's sum over the batch is exercised at batch 2
-    case("Conv-image-weights", "Conv", fn(lambda m, x: F.conv2d(x, m.w * torch.tanh(x.sum((0, 2, 3)))[None, :, None, None],
-                                                                torch.sin(x.sum((0, 2, 3))).repeat(2), padding=1),
-                                          w=lambda: rand(6, 3, 3, 3))),
+    case("Conv-image-weights", "Conv",
+         fn(lambda m, x: F.conv2d(x, m.w * torch.tanh(x.sum((0, 2, 3)))[None, :, None, None],
+                                  torch.sin(x.sum((0, 2, 3))).repeat(2), padding=1),
+            w=lambda: rand(6, 3, 3, 3))),
     case("Conv-image-weights-grouped-strided", "Conv",
          fn(lambda m, x: F.conv2d(x, m.w * torch.tanh(x.sum(0)[None, :2, :3, :3]), stride=2,
                                   padding=(1, 2), dilation=(1, 2), groups=2),
@@ -143,7 +145,7 @@ SPECTRAL: list[Case] = [
          fn(lambda m, x: torch.fft.irfft(torch.fft.rfft(x, norm="ortho").abs() * m.w, n=8, norm="ortho"),
             w=lambda: rand(3, 8, 5))),
     case("DFT-rfft-padded-truncated", "DFT",
-         fn(lambda m, x: torch.fft.irfft(torch.fft.rfft(x, n=11, dim=2) * m.w, n=6, dim=2)[:, :, :, :6] * x[:, :, :6, :6],
+         fn(lambda m, x: torch.fft.irfft(torch.fft.rfft(x, n=11, dim=2) * m.w, n=6, dim=2)[..., :6] * x[:, :, :6, :6],
             w=lambda: rand(3, 6, 8))),
 ]
 DYNAMO = ["Col2Im-overlap-padded", "ScatterND-partial-channels", "ScatterElements-add-repeated", "TopK-channels",

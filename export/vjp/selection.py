@@ -1,5 +1,5 @@
-"""Selections that return values together with their positions: TopK, and GatherElements, its
-adjoint's mirror. The gradient goes back to the positions selected; indices carry none."""
+"""Selections by index along an axis: TopK (values and their indices) and GatherElements. The
+gradient goes back to the positions selected (ScatterElements); indices carry none."""
 from __future__ import annotations
 
 from lam_trt.export.vjp import vjp
