@@ -17,12 +17,12 @@ def active_tensors(nodes: list[Node], source: str, target: str, dtypes: dict[str
     """Real-valued tensors on some path from ``source`` to ``target``: the ones needing gradients."""
     forward = {source}
     for node in nodes:
-        if node.op_type not in NON_DIFFERENTIABLE and any(i in forward for i in node.inputs):
+        if node.op_type not in NON_DIFFERENTIABLE and any(i in forward for i in [*node.inputs, *node.captures]):
             forward.update(o for o in node.outputs if o and dtypes.get(o, onnx.TensorProto.FLOAT) in REAL)
     backward = {target}
     for node in reversed(nodes):
         if any(o in backward for o in node.outputs):
-            backward.update(i for i in node.inputs if i in forward)
+            backward.update(i for i in [*node.inputs, *node.captures] if i in forward)
     return forward & backward
 
 

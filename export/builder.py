@@ -27,16 +27,31 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any]
     name: str
+    captures: list[str] = field(default_factory=list)  # outer tensors its subgraphs read (If, Loop, Scan)
 
     @classmethod
     def from_proto(cls, proto: onnx.NodeProto) -> "Node":
         attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
-        return cls(proto.op_type, list(proto.input), list(proto.output), attrs, proto.name or proto.output[0])
+        return cls(proto.op_type, list(proto.input), list(proto.output), attrs, proto.name or proto.output[0],
+                   subgraph_captures(proto))
 
     def input(self, i: int) -> str:
         """The i-th input name, or '' when absent (optional inputs)."""
         return self.inputs[i] if i < len(self.inputs) else ""
+
+
+def subgraph_captures(proto: onnx.NodeProto) -> list[str]:
+    """Names the node's subgraphs read from the enclosing graph: data dependencies that are not
+    among its inputs (a gradient path through an If branch must not go unseen)."""
+    read: set[str] = set()
+    for attr in proto.attribute:
+        for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+            inner = {i.name for i in g.input} | {t.name for t in g.initializer}
+            for n in g.node:
+                read.update(i for i in [*n.input, *subgraph_captures(n)] if i and i not in inner)
+                inner.update(n.output)
+    return sorted(read)
 
 
 @dataclass

@@ -438,7 +438,7 @@ def inspect_model(model: str | Path | onnx.ModelProto, size: tuple[int, int] | N
         "channels": {"input": channels, "output": out_shape[1] if out_shape and len(out_shape) == 4 else None},
         "parameters": _parameter_count(proto),
         "ops": dict(Counter(n.op_type for n in proto.graph.node).most_common()),
-        "unsupported_ops": sorted({op for op, _ in unsupported_nodes(proto)}),
+        "unsupported_ops": sorted({op for op, *_ in unsupported_nodes(proto)}),
         "gflops_per_lr_pixel": float(f"{2 * macs / (h * w) / 1e9:.4g}"),
         "receptive_field": receptive_field(out_field),
         "receptive_field_hw": [_number(r) for r in out_field.r] if out_field and not out_field.is_global else None,

@@ -26,6 +26,7 @@ NO_PATH_INTEGRAL = "no-path-integral"            # grad, grad-x-input: no comple
 OUTPUT_NOT_SR_IMAGE = "output-not-sr-image"      # other channels than the input, or not an integer x2+
 GRAPH_CACHE_UNAVAILABLE = "graph-cache-unavailable"  # the graph was built for this run only
 WARNINGS_METADATA_KEY = "lam_trt.warnings"       # attribution-graph metadata: JSON list of warnings
+PATH_METHODS = ("lam", "ig")  # integrated along a path; grad and grad-x-input are one gradient
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class LAMResult:
     @property
     def path_integral(self) -> bool:
         """True when the map is a path integral (lam, ig), so the path plot and the gap mean something."""
-        return self.completeness_gap is not None
+        return self.method in PATH_METHODS
 
     @property
     def undefined_reason(self) -> Optional[str]:
