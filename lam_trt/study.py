@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import correlate1d
 
-from lam_trt.batch import BatchParams, describe_error, expand_inputs, window_row
+from lam_trt.batch import BatchParams, describe_error, expand_inputs, image_identity, window_row
 from lam_trt.errors import InputError
 from lam_trt.io import atomic_write, write_json, write_text
 
@@ -270,7 +270,7 @@ def window_rows(attributor: Any, info: ModelInfo, image: str, lr: np.ndarray, pa
         key = (info.sha256, "window", image, *window)
         if key in done:
             continue
-        made = window_row(attributor, lr, image, window, params, common)
+        made = window_row(attributor, lr, image, image_identity(image), window, params, common)
         yield {**base, "window_x": made["window_x"], "window_y": made["window_y"],
                "window_size": made["window_size"], "diffusion_index": made["diffusion_index"],
                "gini": made["gini"], "completeness_gap_relative": made["completeness_gap_relative"],
