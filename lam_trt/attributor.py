@@ -26,7 +26,7 @@ from lam_trt.export.source import external_data_files, image_io, load_model, mod
 from lam_trt.images import ImageSource, hr_to_lr, read_image
 from lam_trt.kernels import make_path
 from lam_trt.provenance import describe_input, pixels_sha256, timestamp
-from lam_trt.result import (COMPLETENESS_GAP, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
+from lam_trt.result import (BATCH_FALLBACK, COMPLETENESS_GAP, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
                             OUTPUT_NOT_SR_IMAGE, WARNINGS_METADATA_KEY, LAMResult, ResultWarning,
                             warnings_from_json)
 from lam_trt.providers import resolve, session_options, session_providers
@@ -141,7 +141,7 @@ class Attributor:
         numbers, warnings = judge(method, out.attribution, saliency, (float(ends[0]), float(ends[1])),
                                   sr[0], size, gap_warning)
         warnings = [*output_warnings(img.shape, sr.shape[1:]), *info["warnings"],
-                    *getattr(runner, "warnings", []), *warnings]
+                    *batch_warnings(runner.batch_fallback), *warnings]
         timings = {"load_and_path": t_path - t0, "graph": info["graph_seconds"],
                    "session": info["session_seconds"], "endpoints": t_ends - t_path,
                    "integral": out.seconds, "total": time.perf_counter() - t0}
@@ -320,6 +320,14 @@ def output_warnings(input_shape: tuple[int, ...], output_shape: tuple[int, ...])
     return [ResultWarning(OUTPUT_NOT_SR_IMAGE, f"the model maps {c}x{h}x{w} to {c_out}x{h_out}x{w_out}, not to "
                           f"an image of {c} channels at an integer scale >= 2; LAM assumes super-resolution",
                           {"input_shape": [c, h, w], "output_shape": [c_out, h_out, w_out]})]
+
+
+def batch_warnings(fallback: Optional[str]) -> list[ResultWarning]:
+    """One warning when the path images ran one per run (exact, slower) because the graph cannot batch."""
+    if not fallback:
+        return []
+    return [ResultWarning(BATCH_FALLBACK, f"the attribution graph cannot run several path images at once "
+                          f"({fallback}); they ran one at a time (exact, slower)", {"reason": fallback})]
 
 
 def check_hr_scale(scale: int, lr_shape: tuple[int, ...], sr_shape: tuple[int, ...]) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -86,10 +85,7 @@ class GraphRunner:
         self._batch_size = size
 
     def fall_back(self, reason: str) -> None:
-        """Run one path image at a time from now on (exact, slower), and say so once."""
-        if self.batch_fallback is None:
-            print(f"lam-trt: warning: the attribution graph cannot run several path images at once: {reason}; "
-                  f"running one at a time (exact, slower)", file=sys.stderr)
+        """Run one path image at a time from now on (exact, slower); results carry a warning."""
         self.batch_fallback = reason
         self._batch_size = 1
 

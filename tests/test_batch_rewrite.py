@@ -227,7 +227,7 @@ def assert_exact(out, expected, harness, rtol=1e-5):
     assert harness.rel_l2(out.contribution, contribution) < rtol
 
 
-def test_graph_that_mixes_the_batch_is_marked_and_runs_one_image_at_a_time(tmp_path, harness, capfd):
+def test_graph_that_mixes_the_batch_is_marked_and_runs_one_image_at_a_time(tmp_path, harness):
     torch.manual_seed(0)
     net = MixesTheBatch().eval()
     source = export_onnx(net, SHAPE, tmp_path / "mixes.onnx")
@@ -239,11 +239,10 @@ def test_graph_that_mixes_the_batch_is_marked_and_runs_one_image_at_a_time(tmp_p
     runner, out = run_with_runner(tmp_path, graph, path, weights, window, batch_size=4)
     assert runner.batch_size == 1 and out.chunks == 5
     assert "differs" in runner.batch_fallback
-    assert "one at a time" in capfd.readouterr().err
     assert_exact(out, per_image_reference(harness, net, path, weights, window), harness)
 
 
-def test_runner_falls_back_when_a_batch_returns_the_wrong_count(tmp_path, harness, capfd):
+def test_runner_falls_back_when_a_batch_returns_the_wrong_count(tmp_path, harness):
     """Without the build-time probe, the runner still notices mid-run and redoes the chunk."""
     torch.manual_seed(0)
     net = FirstImage().eval()
@@ -255,7 +254,6 @@ def test_runner_falls_back_when_a_batch_returns_the_wrong_count(tmp_path, harnes
     runner, out = run_with_runner(tmp_path, graph, path, weights, window, batch_size=3)
     assert runner.batch_size == 1 and out.chunks == 4
     assert runner.batch_fallback  # onnxruntime's error or the wrong count of detector values
-    assert "one at a time" in capfd.readouterr().err
     assert_exact(out, per_image_reference(harness, net, path, weights, window), harness)
 
 
@@ -266,7 +264,7 @@ def test_probe_finds_the_first_image_model_too(tmp_path):
     assert meta.get("lam_trt.max_batch") == "1"
 
 
-def test_attribute_reports_the_fallback_in_the_result(tmp_path, capfd):
+def test_attribute_reports_the_fallback_in_the_result(tmp_path):
     import lam_trt
 
     torch.manual_seed(0)
@@ -276,4 +274,4 @@ def test_attribute_reports_the_fallback_in_the_result(tmp_path, capfd):
         image, window=(1, 1), size=4, steps=6, internal_batch_size=4, crop=False)
     runtime = result.meta["runtime"]
     assert runtime["batch_size"] == 1 and "differs" in runtime["batch_fallback"]
-    assert "one at a time" in capfd.readouterr().err
+    assert [w.code for w in result.warnings if "one at a time" in w.message] == ["batch-fallback"]
