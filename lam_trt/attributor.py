@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +23,7 @@ from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usa
 from lam_trt.errors import InputError, UnsupportedOpError
 from lam_trt.export.autodiff import unsupported_nodes
 from lam_trt.export.inspect import inspect_model
+from lam_trt.export.options import GraphOptions, export_warnings
 from lam_trt.export.source import image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, load_image
 from lam_trt.kernels import make_path
@@ -38,7 +40,8 @@ class Attributor:
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, provider: str = "auto",
                  cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                 internal_batch_size: int | None = None, fp16: bool = False):
+                 internal_batch_size: int | None = None, fp16: bool = False,
+                 graph_options: GraphOptions | None = None):
         self.model_path = None if isinstance(model, onnx.ModelProto) else Path(model)
         self.model = load_model(model)
         image_io(self.model)  # fail early on anything that is not image-to-image
@@ -52,6 +55,7 @@ class Attributor:
         self.threads = threads
         self.internal_batch_size = internal_batch_size
         self.fp16 = fp16  # TensorRT only: half-precision engines (report the error against fp32)
+        self.graph_options = graph_options or GraphOptions()  # random nodes, straight-through
         self._runners: dict[tuple[int, int, int], tuple[GraphRunner, dict[str, Any]]] = {}
         self._forward: Optional[ort.InferenceSession] = None
         self._stream: Any = None
@@ -66,7 +70,7 @@ class Attributor:
         if input_shape not in self._runners:
             start = time.perf_counter()
             source = self.model_path if self.model_path is not None else self.model
-            graph_path, hit = self.cache.get_or_build(source, self.sha256, input_shape)
+            graph_path, hit = self.cache.get_or_build(source, self.sha256, input_shape, options=self.graph_options)
             graph_seconds = time.perf_counter() - start
             if device_usable(self.provider):
                 runner = DeviceRunner(graph_path, self.provider, self.threads, self.internal_batch_size,
@@ -75,7 +79,7 @@ class Attributor:
                 runner = GraphRunner(graph_path, self.provider, self.threads, self.internal_batch_size,
                                      cache_dir=self.cache.root)
             info = {"graph_cache_hit": hit, "graph_seconds": graph_seconds, "graph_path": str(graph_path),
-                    "session_seconds": runner.session_seconds}
+                    "session_seconds": runner.session_seconds, "export_warnings": say_export_warnings(graph_path)}
             self._runners[input_shape] = (runner, info)
         return self._runners[input_shape]
 
@@ -196,11 +200,20 @@ class Attributor:
                             "session.set_denormal_as_zero") == "1",
                         "graph_cache_hit": info["graph_cache_hit"], "graph_path": info["graph_path"]},
             "timings_seconds": {k: round(v, 6) for k, v in timings.items()},
+            "graph_options": self.graph_options.to_dict(), "export_warnings": info["export_warnings"],
             "versions": {"lam_trt": lam_trt.__version__, "onnxruntime": ort.__version__,
                          "onnx": onnx.__version__, "numpy": np.__version__, "python": platform.python_version()},
             "machine": {"platform": platform.platform(), "processor": platform.machine(),
                         "cpu_count": os.cpu_count()},
         }
+
+
+def say_export_warnings(graph_path: Path) -> list[str]:
+    """What the graph build found (random nodes fixed, gradients cut): on stderr once, and returned."""
+    found = export_warnings(onnx.load(str(graph_path), load_external_data=False))
+    for warning in found:
+        print(f"lam-trt: warning: {warning}", file=sys.stderr)
+    return found
 
 
 def crop_arrays(plan: CropPlan, *arrays: np.ndarray) -> list[np.ndarray]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx
 
 from lam_trt.export.attribution_graph import GRAPH_FORMAT, build_attribution_graph, save_attribution_graph
+from lam_trt.export.options import GraphOptions
 
 
 def default_cache_dir() -> Path:
@@ -25,21 +26,24 @@ class GraphCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
 
-    def key(self, sha256: str, input_shape: tuple[int, int, int], reduce: str = "sum") -> str:
+    def key(self, sha256: str, input_shape: tuple[int, int, int], reduce: str = "sum",
+            options: GraphOptions | None = None) -> str:
         c, h, w = input_shape
-        return f"{sha256[:24]}-{c}x{h}x{w}-gradient-{reduce}-f{GRAPH_FORMAT}"
+        tag = options.cache_tag() if options else ""
+        return f"{sha256[:24]}-{c}x{h}x{w}-gradient-{reduce}{tag}-f{GRAPH_FORMAT}"
 
     def path(self, key: str) -> Path:
         return self.root / key / "graph.onnx"
 
     def get_or_build(self, model: str | os.PathLike | onnx.ModelProto, sha256: str,
-                     input_shape: tuple[int, int, int], reduce: str = "sum") -> tuple[Path, bool]:
+                     input_shape: tuple[int, int, int], reduce: str = "sum",
+                     options: GraphOptions | None = None) -> tuple[Path, bool]:
         """Path of the cached graph for this model and size, building it on a miss. (path, hit)"""
-        key = self.key(sha256, input_shape, reduce)
+        key = self.key(sha256, input_shape, reduce, options)
         target = self.path(key)
         if target.exists():
             return target, True
-        graph = build_attribution_graph(model, input_shape, reduce=reduce)
+        graph = build_attribution_graph(model, input_shape, reduce=reduce, options=options)
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root))
         try:

@@ -13,8 +13,8 @@ from lam_trt.export import build_attribution_graph
 from lam_trt.export.options import RANDOM_OPS_KEY, GraphOptions, export_warnings
 from lam_trt.export.random_ops import RANDOM_OPS
 
-SHAPE = (2, 6, 6)
-WEIGHT = np.random.default_rng(3).standard_normal((3, 2, 3, 3)).astype(np.float32) * 0.5
+SHAPE = (3, 6, 6)
+WEIGHT = np.random.default_rng(3).standard_normal((3, 3, 3, 3)).astype(np.float32) * 0.5
 
 
 def noisy_model(noise_nodes: list[onnx.NodeProto]) -> onnx.ModelProto:
@@ -117,3 +117,33 @@ def test_multinomial_is_fixed() -> None:
 def test_bad_mode_is_refused() -> None:
     with pytest.raises(InputError, match="random-ops"):
         GraphOptions(random_ops="fresh")
+
+
+def test_cli_says_so_and_records_it(tmp_path, monkeypatch) -> None:
+    """lam-trt attribute: the replacement on stderr and in result.json; zeros and seeds give other maps."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from lam_trt.cli import app
+
+    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path / "cache"))
+    model = noisy_model(normal_like())
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = SHAPE[0]
+    onnx.save(model, str(tmp_path / "noisy.onnx"))
+    image = np.random.default_rng(0).integers(0, 255, (6, 6, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "lr.png")
+    maps = {}
+    for name, extra in (("seeded", []), ("again", []), ("zeros", ["--random-ops", "zeros"]), ("other", ["--seed", "5"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(app, ["attribute", str(tmp_path / "noisy.onnx"), str(tmp_path / "lr.png"),
+                                          "--window", "1", "1", "--size", "4", "--steps", "8", "--out", str(out),
+                                          "--provider", "cpu", *extra])
+        assert result.exit_code == 0, result.output
+        assert "random node(s) (inject) replaced by" in result.stderr
+        saved = json.loads((out / "result.json").read_text())
+        assert any("inject" in w for w in saved["export_warnings"])
+        maps[name] = np.load(out / "attribution.npy")
+    np.testing.assert_array_equal(maps["seeded"], maps["again"])
+    assert not np.allclose(maps["seeded"], maps["zeros"]) and not np.allclose(maps["seeded"], maps["other"])

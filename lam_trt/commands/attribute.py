@@ -34,14 +34,21 @@ def attribute_command(
                                              "(default: from a memory budget)."),
     out: Path = typer.Option(Path("lam-out"), "--out", help="Output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    random_ops: str = typer.Option("seeded", "--random-ops", help="Random nodes (noise injection): one fixed "
+                                   "draw ('seeded', from --seed) or 'zeros'."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fixed draw that replaces random nodes."),
+    straight_through: bool = typer.Option(False, "--straight-through", help="Quantisers z + (q - z) whose "
+                                          ".detach() the export lost: identity in the reverse pass, as torch."),
 ) -> None:
     """Compute the Local Attribution Map of one window of MODEL's output for IMAGE."""
     from lam_trt.attributor import Attributor
+    from lam_trt.export.options import GraphOptions
     from lam_trt.report import write_result
 
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
-    attributor = Attributor(model, provider=provider)
+    attributor = Attributor(model, provider=provider,
+                            graph_options=GraphOptions(random_ops.lower(), seed, straight_through))
     with progress_bar(steps) as advance:
         result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
                                       kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
