@@ -128,7 +128,7 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
 
     from lam_trt.export import build_attribution_graph
     from lam_trt.export.options import export_warnings
-    from spandrel_cases import CASES_BY_NAME, build_model, export_case, per_item
+    from spandrel_cases import CASES_BY_NAME, build_model, export_case, reference_function
 
     case = CASES_BY_NAME[row["case"]]
     model = build_model(case)
@@ -145,7 +145,7 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
     row["ops"] = sorted(data_path_ops(onnx.load(str(path))))
     images, weights = random_batch(3, shape, 0)
     images = np.clip(0.5 + 0.2 * images, 0, 1).astype(np.float32)
-    fn, row["torch_batch"] = per_item(model, images)
+    fn, row["torch_batch"] = reference_function(model, images)
     expected = fn(torch.from_numpy(images)).detach().numpy()
     session = ort_session(path, threads)
     try:
@@ -240,7 +240,10 @@ def render(rows: dict[tuple[str, str], dict], report: Path) -> None:
         "there for the merged state.",
         "",
         "Small configurations with random weights (tests/spandrel_cases.py); relative L2 of the attribution against "
-        "float64 torch autograd of the LAM gradient detector, at batch 1 and at batch 3 (three path images in one "
+        "float64 torch autograd of the LAM gradient detector (autograd of the function the ONNX file computes: "
+        "`.detach()` counts as the identity, as in every ONNX export; where that differs from torch's training-time "
+        "gradient, lam-trt's warning is in the reason column, and `--straight-through` gives torch's map for lost "
+        "straight-through estimators), at batch 1 and at batch 3 (three path images in one "
         "run); seconds per path image on one thread, lam-trt in ONNX Runtime against torch autograd (float32). "
         "`ONNX vs torch` is the exported file's own max relative error at batch 1 / batch 3: where it fails or "
         "differs at batch 3 but lam-trt is exact, the export traced shapes or masks for batch 1.",

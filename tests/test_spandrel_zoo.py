@@ -1,0 +1,129 @@
+"""spandrel's architecture zoo through both torch exporters, against PyTorch autograd.
+
+Every image-to-image architecture of spandrel and spandrel-extra-arches (small configs, random
+weights: spandrel_cases.py), exported once per session by TorchScript (opset 17) and by dynamo,
+each with a dynamic batch. The attribution graph runs two path images in one ONNX Runtime run
+and must match float64 torch autograd of the function the file computes (``.detach()`` is the
+identity in every ONNX export) to 1e-4 relative L2.
+
+Where torch cannot export, the test checks that it still cannot (so the table stays true). Known
+failures wait for other issue-11 work and are strict xfails with the reason: flip them when it
+lands. bench/coverage.py measures the same pairs at batch 1 and 3 and writes bench/COVERAGE.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("spandrel")
+pytest.importorskip("spandrel_extra_arches")
+
+from spandrel_cases import CASES, CASES_BY_NAME, EXPORTERS, build_model, export_case, reference_function  # noqa: E402
+
+RTOL = 1e-4
+SCATTER_ND = "ScatterND (partial-channel in-place convolution)"
+BATCH_EXPAND = "at batch 2 an Expand in the graph keeps a batch-1 shape ('invalid expand shape')"
+CODEBOOK = ("at batch 2 the codebook one-hot ScatterElements keeps batch-1 updates ('Indices vs updates "
+            "dimensions differs')")
+
+# torch's exporters fail on these (not lam-trt's limits); the test checks they still do.
+TORCH_CANNOT = {
+    ("ATD", "torchscript"): "aten::sort with out=", ("ATD", "dynamo"): "sort",
+    ("AuraSR", "torchscript"): "convolution with a kernel of unknown shape",
+    ("GFPGAN", "torchscript"): "convolution with a kernel of unknown shape",
+    ("FFTformer", "torchscript"): "aten::fft_rfft2", ("IPT", "torchscript"): "aten::col2im at opset 17",
+    ("SAFMN", "torchscript"): "adaptive pooling with a traced output size",
+    ("SAFMNBCIE", "torchscript"): "adaptive pooling with a traced output size",
+}
+# Known failures until other issue-11 work lands: (case, exporter) -> (owner, precise reason).
+KNOWN = {
+    ("PLKSR", "torchscript"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
+    ("RealPLKSR", "torchscript"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
+    ("RealPLKSR-dysample", "torchscript"): ("h-rules", f"no VJP rules for {SCATTER_ND} and GridSample (DySample)"),
+    ("HVICIDNet", "torchscript"): ("h-rules", "no VJP rules for Atan and ScatterND (HVI colour transform)"),
+    ("SeemoRe", "torchscript"): ("h-rules", "no VJP rule for TopK (mixture-of-experts routing)"),
+    ("FFTformer", "dynamo"): ("h-rules", "no VJP rule for DFT"),
+    ("SCUNet", "torchscript"): ("h-batch", "Slice on axis 0 after a Transpose moved the batch ('Slice along the batch axis')"),
+    ("FDAT", "dynamo"): ("h-batch", "Slice on axis 0 after a Transpose moved the batch ('Slice along the batch axis')"),
+    ("DITN", "torchscript"): ("h-batch", BATCH_EXPAND), ("DITN", "dynamo"): ("h-batch", BATCH_EXPAND),
+    ("GRL", "torchscript"): ("h-batch", BATCH_EXPAND), ("Swin2SR", "torchscript"): ("h-batch", BATCH_EXPAND),
+    ("RestoreFormer", "torchscript"): ("h-batch", CODEBOOK), ("FeMaSR", "torchscript"): ("h-batch", CODEBOOK),
+    ("AdaCode", "torchscript"): ("h-batch", CODEBOOK),
+}
+# Fast enough for every run (export + build + check in seconds on a loaded 2-core machine); the
+# rest are marked slow (.ci/run runs them in a step of their own).
+FAST = {(name, "torchscript") for name in (
+    "Compact", "SwiftSRGAN", "MoSR", "DnCNN", "MMRealSR", "SPAN", "ESRGAN", "SwinIR", "MoESR", "NAFNet",
+    "HAT", "SRFormer", "DRCT", "FDAT", "RCAN", "DRUNet", "PLKSR", "RealPLKSR", "SeemoRe", "GRL", "DITN", "Swin2SR",
+)} | {("Compact", "dynamo")} | set(TORCH_CANNOT) - {("ATD", "dynamo")}
+
+
+def pair_param(name: str, exporter: str):
+    marks = [] if (name, exporter) in FAST else [pytest.mark.slow]
+    if (name, exporter) in KNOWN:
+        owner, reason = KNOWN[(name, exporter)]
+        marks.append(pytest.mark.xfail(strict=True, reason=f"until {owner}'s issue-11 work: {reason}"))
+    return pytest.param(name, exporter, marks=marks, id=f"{name}-{exporter}")
+
+
+PAIRS = [pair_param(c.name, e) for c in CASES for e in EXPORTERS]
+
+
+class ExportCache:
+    """Exported ONNX files under pytest's temporary folder: each (case, exporter) once per session."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.models: dict[str, torch.nn.Module] = {}
+
+    def model(self, name: str) -> torch.nn.Module:
+        if name not in self.models:
+            self.models[name] = build_model(CASES_BY_NAME[name])
+        return self.models[name]
+
+    def onnx(self, name: str, exporter: str) -> Path:
+        path = self.root / f"{name}-{exporter}.onnx"
+        if not path.exists():
+            case = CASES_BY_NAME[name]
+            staging = path.with_suffix(".partial")
+            export_case(self.model(name), torch.rand(1, case.in_channels, case.size, case.size), str(staging), exporter)
+            staging.rename(path)
+        return path
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory) -> ExportCache:
+    return ExportCache(tmp_path_factory.mktemp("spandrel-zoo"))
+
+
+def test_every_image_to_image_architecture_is_covered() -> None:
+    import spandrel
+    import spandrel_extra_arches
+    from spandrel_cases import NOT_IMAGE_TO_IMAGE
+
+    registry = spandrel.ArchRegistry()
+    registry.add(*spandrel.MAIN_REGISTRY, *spandrel_extra_arches.EXTRA_REGISTRY, ignore_duplicates=True)
+    ids = {a.architecture.id for a in registry.architectures()}
+    assert ids - set(NOT_IMAGE_TO_IMAGE) == {c.arch for c in CASES}
+
+
+@pytest.mark.parametrize("name,exporter", PAIRS)
+def test_attribution_matches_autograd(name: str, exporter: str, exports: ExportCache, harness) -> None:
+    if (name, exporter) in TORCH_CANNOT:
+        with pytest.raises(Exception):
+            exports.onnx(name, exporter)
+        return
+    case = CASES_BY_NAME[name]
+    shape = (case.in_channels, case.size, case.size)
+    path, weights = harness.random_batch(2, shape, 0)
+    path = np.clip(0.5 + 0.2 * path, 0, 1).astype(np.float32)  # images, not noise: keeps VQ codes stable
+    fn, _ = reference_function(exports.model(name), path)
+    graph = harness.build_graph(exports.onnx(name, exporter), shape)
+    with torch.no_grad():
+        out_hw = fn(torch.from_numpy(path[:1])).shape[2:]
+    window = harness.default_window(tuple(out_hw))
+    run = harness.run_graph(harness.make_session(graph), path, weights, window)
+    harness.assert_matches(run, harness.reference(fn, path, weights, window), RTOL)
