@@ -73,8 +73,9 @@ def fix_random_ops_in(nodes: list[onnx.NodeProto], policy: RandomOpsPolicy = Ran
             fixed.append(node)
             continue
         name = node.name or f"{node.op_type}_{index}"
+        unique = name if name not in report.nodes else f"{name}_{index}"  # exporters may repeat names
         report.nodes.append(name)
-        fixed.extend(_replacement(node, name, policy.mode, float(policy.seed * 100_003 + index)))
+        fixed.extend(_replacement(node, unique, policy.mode, float(policy.seed * 100_003 + index)))
     nodes[:] = fixed
     return report
 

@@ -107,3 +107,19 @@ def test_plain_network_has_no_warning(harness) -> None:
     model = harness.hand_model([helper.make_node("Conv", ["input", "W"], ["output"], pads=[1, 1, 1, 1])],
                                (2, 4, 4), initializers={"W": w})
     assert export_warnings(build_attribution_graph(model, (2, 4, 4))) == []
+
+
+def test_a_model_that_onnxruntime_cannot_run_is_blamed_on_the_export(harness) -> None:
+    """A file whose own graph fails in ONNX Runtime (here a Reshape to an impossible shape): one
+    line that says the export is at fault, not a probe error."""
+    from lam_trt.errors import ModelError
+
+    nodes = [helper.make_node("Shape", ["input"], ["shape"]),
+             helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),
+             helper.make_node("Concat", ["batch", "rest"], ["target"], axis=0),
+             helper.make_node("Reshape", ["input", "target"], ["output"])]
+    model = harness.hand_model(nodes, (3, 4, 4), initializers={
+        "zero": np.array([0], np.int64), "one": np.array([1], np.int64), "rest": np.array([5, 7, 7], np.int64)})
+    with pytest.raises(ModelError, match=r"^the exported model itself does not run in ONNX Runtime at input "
+                                         r"\[3, 4, 4\] \(a fault of the export, not of lam-trt"):
+        build_attribution_graph(model, (3, 4, 4))

@@ -23,6 +23,7 @@ pytest.importorskip("spandrel_extra_arches")
 
 from spandrel_cases import CASES, CASES_BY_NAME, EXPORTERS, build_model, export_case, reference_function  # noqa: E402
 
+pytestmark = pytest.mark.zoo
 RTOL = 1e-4
 SCATTER_ND = "ScatterND (partial-channel in-place convolution)"
 BATCH_EXPAND = "at batch 2 an Expand in the graph keeps a batch-1 shape ('invalid expand shape')"
