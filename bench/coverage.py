@@ -378,7 +378,7 @@ def num(v: Any) -> str:
 
 
 def cell(text: str) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # torch's exporter colours its messages
+    text = re.sub(r"\x1b\[[0-9;]*m?", "", text)  # torch's exporter colours its messages
     return text.replace("|", "\\|").replace("\n", " ")[:400]
 
 
