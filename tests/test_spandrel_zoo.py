@@ -128,3 +128,31 @@ def test_attribution_matches_autograd(name: str, exporter: str, exports: ExportC
     window = harness.default_window(tuple(out_hw))
     run = harness.run_graph(harness.make_session(graph), path, weights, window)
     harness.assert_matches(run, harness.reference(fn, path, weights, window), RTOL)
+
+
+@pytest.mark.parametrize("name,finding", [
+    ("DAT", "disagrees with PyTorch at batch 2"),  # masks traced for batch 1: right one image at a time
+    ("MMRealSR", None),  # returns (image, degradation): spandrel's call_fn picks the image
+])
+def test_export_checkpoint(name: str, finding: str | None, tmp_path) -> None:
+    """What `lam-trt export CHECKPOINT` does: a safetensors state dict, spandrel's detection, a
+    checked export; a file that disagrees at batch 2 gets batch 1 and says why."""
+    from safetensors.torch import save_file
+
+    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.torch_export import export_onnx
+    from spandrel_cases import build_network
+
+    case = CASES_BY_NAME[name]
+    checkpoint = tmp_path / f"{name}.safetensors"
+    save_file({k: v.contiguous().clone() for k, v in build_network(case).state_dict().items()}, str(checkpoint))
+    loaded = load_model(checkpoint)
+    assert loaded.architecture == case.arch
+    report = export_onnx(loaded.module, tmp_path / f"{name}.onnx", in_channels=case.in_channels,
+                         size=(case.size, case.size), fixed_hw=loaded.fixed_size)
+    assert report.max_rel_error < 1e-4
+    if finding is None:
+        assert report.dynamic_batch and not report.warnings
+    else:
+        [note] = [w for w in report.warnings if w.startswith("batch fixed at 1")]
+        assert finding in note and "agrees image by image" in note and not report.dynamic_batch
