@@ -313,9 +313,11 @@ def render(rows: dict[tuple[str, str], dict], report: Path, checkpoints: dict[st
     lines = [
         "# lam-trt on spandrel's architecture zoo",
         "",
-        f"Written by `bench/coverage.py` at commit {commit} (branch {branch}). Other helpers' fixes for issue 11 "
-        "(new VJP rules, batch rewrite) land on main only after the merge: rerun `python bench/coverage.py --fresh` "
-        "there for the merged state.",
+        f"Written by `bench/coverage.py` at commit {commit} (branch {branch}); the rows accumulate in "
+        "bench/coverage.jsonl, each measured at the branch's state when its run reached it (a full pass takes "
+        "over an hour on the shared 2-core machine). Other helpers' fixes for issue 11 (new VJP rules, batch "
+        "rewrite) land on main only after the merge: rerun `python bench/coverage.py --fresh` there for the "
+        "merged state.",
         "",
         "Small configurations with random weights (tests/spandrel_cases.py); relative L2 of the attribution against "
         "float64 torch autograd of the LAM gradient detector (autograd of the function the ONNX file computes: "
@@ -347,7 +349,9 @@ def render(rows: dict[tuple[str, str], dict], report: Path, checkpoints: dict[st
                   "The same random weights saved as a safetensors state dict; spandrel detects the architecture "
                   "(pickles are never executed), torch exports it (TorchScript, opset 17, dynamic batch and, where the "
                   "trace allows, height and width), and the file is checked against torch at a second size and at "
-                  "batch 2 (`python bench/coverage.py --checkpoints`).", "",
+                  "batch 2 (`python bench/coverage.py --checkpoints`). \"not detected\": spandrel cannot read these tiny "
+                  "configurations back from their weights (its detection assumes published hyperparameters such as "
+                  "GroupNorm widths, patch sizes or block counts); that is the test configuration, not the model.", "",
                   "| architecture | status | detected as | dynamic batch | dynamic H/W | max rel error | notes |",
                   "|---|---|---|---|---|---|---|"]
         for name, row in sorted(checkpoints.items(), key=lambda kv: kv[0].lower()):

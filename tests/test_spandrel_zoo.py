@@ -38,6 +38,9 @@ TORCH_CANNOT = {
     ("FFTformer", "torchscript"): "aten::fft_rfft2", ("IPT", "torchscript"): "aten::col2im at opset 17",
     ("SAFMN", "torchscript"): "adaptive pooling with a traced output size",
     ("SAFMNBCIE", "torchscript"): "adaptive pooling with a traced output size",
+    ("HVICIDNet", "dynamo"): "the exported program does not convert to ONNX",
+    ("SeemoRe", "dynamo"): "torch.export fails on the expert routing",
+    ("CodeFormer", "torchscript"): "a traced size used as a dict key (connect_list)",
 }
 # Known failures until other issue-11 work lands: (case, exporter) -> (owner, precise reason).
 KNOWN = {
@@ -47,6 +50,14 @@ KNOWN = {
     ("HVICIDNet", "torchscript"): ("h-rules", "no VJP rules for Atan and ScatterND (HVI colour transform)"),
     ("SeemoRe", "torchscript"): ("h-rules", "no VJP rule for TopK (mixture-of-experts routing)"),
     ("FFTformer", "dynamo"): ("h-rules", "no VJP rule for DFT"),
+    ("PLKSR", "dynamo"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
+    ("RealPLKSR", "dynamo"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
+    ("RealPLKSR-dysample", "dynamo"): ("h-rules", f"no VJP rules for {SCATTER_ND} and GridSample (DySample)"),
+    ("IPT", "dynamo"): ("h-rules", "no VJP rule for Col2Im"),
+    ("GFPGAN", "dynamo"): ("h-rules", "Conv weights that depend on the image (StyleGAN2 modulated convolution)"),
+    ("HAT", "dynamo"): ("h-batch", "at batch 2 lam-trt's own Reshape (lam/reshape_NNN) in the gradient keeps batch 1"),
+    ("GRL", "dynamo"): ("h-batch", BATCH_EXPAND), ("Swin2SR", "dynamo"): ("h-batch", BATCH_EXPAND),
+    ("RestoreFormer", "dynamo"): ("h-batch", CODEBOOK), ("FeMaSR", "dynamo"): ("h-batch", CODEBOOK),
     ("SCUNet", "torchscript"): ("h-batch", "Slice on axis 0 after a Transpose moved the batch ('Slice along the batch axis')"),
     ("FDAT", "dynamo"): ("h-batch", "Slice on axis 0 after a Transpose moved the batch ('Slice along the batch axis')"),
     ("DITN", "torchscript"): ("h-batch", BATCH_EXPAND), ("DITN", "dynamo"): ("h-batch", BATCH_EXPAND),
@@ -59,11 +70,23 @@ KNOWN = {
 FAST = {(name, "torchscript") for name in (
     "Compact", "SwiftSRGAN", "MoSR", "DnCNN", "MMRealSR", "SPAN", "ESRGAN", "SwinIR", "MoESR", "NAFNet",
     "HAT", "SRFormer", "DRCT", "FDAT", "RCAN", "DRUNet", "PLKSR", "RealPLKSR", "SeemoRe", "GRL", "DITN", "Swin2SR",
-)} | {("Compact", "dynamo")} | set(TORCH_CANNOT) - {("ATD", "dynamo")}
+)} | {("Compact", "dynamo")} | {k for k in TORCH_CANNOT if k[1] == "torchscript" and k[0] != "CodeFormer"}
+
+
+# Not yet measured on this machine (dynamo exports take minutes under load here): skipped, with the
+# status bench/coverage.py will give them; measure, then list them above.
+NOT_MEASURED = {("AuraSR", "dynamo"), ("AdaCode", "dynamo"), ("CodeFormer", "dynamo"), ("DDColor", "dynamo"),
+                ("SPAN", "dynamo")}
+# The float64 reference deep-copies the model, which DDColor refuses (it caches non-leaf tensors).
+NO_REFERENCE = {("DDColor", "torchscript"): "the float64 reference cannot deep-copy DDColor (non-leaf tensors on the module)"}
 
 
 def pair_param(name: str, exporter: str):
     marks = [] if (name, exporter) in FAST else [pytest.mark.slow]
+    if (name, exporter) in NOT_MEASURED:
+        marks.append(pytest.mark.skip(reason="not measured yet: run bench/coverage.py for it and list its status here"))
+    if (name, exporter) in NO_REFERENCE:
+        marks.append(pytest.mark.skip(reason=NO_REFERENCE[(name, exporter)]))
     if (name, exporter) in KNOWN:
         owner, reason = KNOWN[(name, exporter)]
         marks.append(pytest.mark.xfail(strict=True, reason=f"until {owner}'s issue-11 work: {reason}"))
