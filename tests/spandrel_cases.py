@@ -1,22 +1,23 @@
 """Small, random-weight members of every image-to-image architecture of spandrel and
 spandrel-extra-arches, for the zoo test matrix (tests/test_spandrel_zoo.py) and bench/coverage.py.
 
-Each case builds the bare network with a tiny configuration, goes through spandrel's own
-state-dict detection once (which also tells the input size it needs), and wraps it so that
-``forward`` returns the image spandrel's descriptor computes (its ``call_fn``: output selection
-and value mapping), without the descriptor's padding and clamping.
+Each case builds the bare network with a tiny configuration (and the input size it needs), goes
+through spandrel's own state-dict detection once, and wraps it as lam-trt's checkpoint export does,
+so that ``forward`` returns the image spandrel's descriptor computes (its ``call_fn``: output
+selection, value mapping), without the descriptor's padding and clamping. Where spandrel cannot
+read a tiny configuration back, the network's first output is taken.
 """
 from __future__ import annotations
 
 import importlib
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-# Inpainting (image + mask) and colourisation front-ends are not single-image models.
+# Inpainting networks take an image and a mask: not image-to-image.
 NOT_IMAGE_TO_IMAGE = {"LaMa": "inpainting: takes an image and a mask", "MAT": "inpainting: takes an image and a mask"}
 
 
