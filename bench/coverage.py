@@ -40,7 +40,7 @@ REPORT = BENCH / "COVERAGE.md"
 GOOD = 1e-4  # relative L2 of the attribution against autograd
 
 
-class CaseTimeout(Exception):
+class CaseTimeout(BaseException):  # not an Exception: the per-step handlers must not swallow it
     pass
 
 
