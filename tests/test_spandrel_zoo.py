@@ -64,6 +64,8 @@ KNOWN = {
     ("GRL", "torchscript"): ("h-batch", BATCH_EXPAND), ("Swin2SR", "torchscript"): ("h-batch", BATCH_EXPAND),
     ("RestoreFormer", "torchscript"): ("h-batch", CODEBOOK), ("FeMaSR", "torchscript"): ("h-batch", CODEBOOK),
     ("AdaCode", "torchscript"): ("h-batch", CODEBOOK),
+    ("Uformer", "dynamo"): ("h-batch", "SILENT: at batch 2 the map differs from autograd by 7.2e-3 relative L2, no "
+                            "error (exact at batch 1 and 3; the export's batch is static)"),
 }
 # Fast enough for every run (export + build + check in seconds on a loaded 2-core machine); the
 # rest are marked slow (.ci/run runs them in a step of their own).
