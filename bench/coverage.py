@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ REPORT = BENCH / "COVERAGE.md"
 GOOD = 1e-4  # relative L2 of the attribution against autograd
 
 
-class CaseTimeout(Exception):
+class CaseTimeout(BaseException):  # not an Exception: the per-step handlers must not swallow it
     pass
 
 
@@ -52,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="forget earlier results")
     p.add_argument("--redo", action="store_true", help="measure again pairs already in the results file")
     p.add_argument("--render", action="store_true", help="only write COVERAGE.md from the results file")
+    p.add_argument("--checkpoints", action="store_true",
+                   help="instead: `lam-trt export CHECKPOINT` (spandrel detection + checked export) per architecture")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--report", type=Path, default=REPORT)
     return p.parse_args(argv)
@@ -59,9 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if not args.render:
+    if args.checkpoints:
+        run_checkpoints(args)
+    elif not args.render:
         run(args)
-    render(load(args.results), args.report)
+    render(load(args.results), args.report, load_checkpoints())
 
 
 def run(args: argparse.Namespace) -> None:
@@ -86,6 +91,78 @@ def run(args: argparse.Namespace) -> None:
                 print(f"{name:20s} {exporter:11s} {row['status']}: {row.get('reason', '')[:100]}", flush=True)
 
 
+CHECKPOINTS = BENCH / "coverage_checkpoints.jsonl"
+
+
+def run_checkpoints(args: argparse.Namespace) -> None:
+    """Each case's random weights saved as a safetensors state dict, then what `lam-trt export
+    CHECKPOINT --size S` does: spandrel detects the architecture, torch exports, the file is
+    checked against torch at a second size and at batch 2."""
+    import torch
+
+    from spandrel_cases import CASES
+
+    torch.set_num_threads(args.threads)
+    names = [n for n in args.cases.split(",") if n] or [c.name for c in CASES]
+    done = {} if args.redo else load_checkpoints()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            if name in done:
+                continue
+            row: dict[str, Any] = {"case": name}
+            signal.signal(signal.SIGALRM, expire)
+            signal.alarm(args.timeout)
+            try:
+                export_checkpoint(row, Path(tmp))
+            except CaseTimeout:
+                row.update(status="timeout", reason=f"more than {args.timeout} s")
+            except Exception as e:
+                row.update(status="fails", reason=f"{type(e).__name__}: {first_line(e)}")
+            finally:
+                signal.alarm(0)
+            with CHECKPOINTS.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{name:20s} checkpoint {row['status']}: {row.get('reason', '')[:100]}", flush=True)
+
+
+def export_checkpoint(row: dict, tmp: Path) -> None:
+    from safetensors.torch import save_file
+
+    from lam_trt.errors import LamTrtError
+    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.torch_export import export_onnx
+    from spandrel_cases import CASES_BY_NAME, build_network
+
+    case = CASES_BY_NAME[row["case"]]
+    checkpoint = tmp / f"{case.name}.safetensors"
+    save_file({k: v.detach().contiguous().clone() for k, v in build_network(case).state_dict().items()}, str(checkpoint))
+    try:
+        loaded = load_model(checkpoint)
+    except LamTrtError as e:
+        row.update(status="not detected", reason=first_line(e))
+        return
+    row["detected"] = loaded.architecture
+    try:
+        report = export_onnx(loaded.module, tmp / f"{case.name}.onnx", in_channels=loaded.in_channels,
+                             size=(case.size, case.size), fixed_hw=loaded.fixed_size)
+    except LamTrtError as e:
+        cannot = "torch cannot export" in str(e)
+        row.update(status="torch cannot export" if cannot else "fails", reason=first_line(e))
+        return
+    row.update(status="exported", reason="; ".join(report.warnings), dynamic_batch=report.dynamic_batch,
+               dynamic_hw=report.dynamic_hw, max_rel_error=report.max_rel_error)
+
+
+def load_checkpoints() -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    if CHECKPOINTS.exists():
+        for line in CHECKPOINTS.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["case"]] = row
+    return rows
+
+
 def load(path: Path) -> dict[tuple[str, str], dict]:
     rows: dict[tuple[str, str], dict] = {}
     if path.exists():
@@ -96,10 +173,11 @@ def load(path: Path) -> dict[tuple[str, str], dict]:
     return rows
 
 
-def measure_with_timeout(name: str, exporter: str, tmp: Path, timeout: int, threads: int) -> dict:
-    def expire(*_):
-        raise CaseTimeout
+def expire(*_: Any) -> None:
+    raise CaseTimeout
 
+
+def measure_with_timeout(name: str, exporter: str, tmp: Path, timeout: int, threads: int) -> dict:
     row: dict[str, Any] = {"case": name, "exporter": exporter}
     signal.signal(signal.SIGALRM, expire)
     signal.alarm(timeout)
@@ -128,7 +206,7 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
 
     from lam_trt.export import build_attribution_graph
     from lam_trt.export.options import export_warnings
-    from spandrel_cases import CASES_BY_NAME, build_model, export_case, per_item
+    from spandrel_cases import CASES_BY_NAME, build_model, export_case, reference_function
 
     case = CASES_BY_NAME[row["case"]]
     model = build_model(case)
@@ -145,7 +223,7 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
     row["ops"] = sorted(data_path_ops(onnx.load(str(path))))
     images, weights = random_batch(3, shape, 0)
     images = np.clip(0.5 + 0.2 * images, 0, 1).astype(np.float32)
-    fn, row["torch_batch"] = per_item(model, images)
+    fn, row["torch_batch"] = reference_function(model, images)
     expected = fn(torch.from_numpy(images)).detach().numpy()
     session = ort_session(path, threads)
     try:
@@ -229,18 +307,23 @@ def classify(errors: dict[str, Any], warnings_: list[str]) -> dict[str, str]:
 
 
 # ---- COVERAGE.md -------------------------------------------------------------------------------
-def render(rows: dict[tuple[str, str], dict], report: Path) -> None:
+def render(rows: dict[tuple[str, str], dict], report: Path, checkpoints: dict[str, dict]) -> None:
     commit = git("rev-parse", "--short", "HEAD")
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     lines = [
         "# lam-trt on spandrel's architecture zoo",
         "",
-        f"Written by `bench/coverage.py` at commit {commit} (branch {branch}). Other helpers' fixes for issue 11 "
-        "(new VJP rules, batch rewrite) land on main only after the merge: rerun `python bench/coverage.py --fresh` "
-        "there for the merged state.",
+        f"Written by `bench/coverage.py` at commit {commit} (branch {branch}); the rows accumulate in "
+        "bench/coverage.jsonl, each measured at the branch's state when its run reached it (a full pass takes "
+        "over an hour on the shared 2-core machine). Other helpers' fixes for issue 11 (new VJP rules, batch "
+        "rewrite) land on main only after the merge: rerun `python bench/coverage.py --fresh` there for the "
+        "merged state.",
         "",
         "Small configurations with random weights (tests/spandrel_cases.py); relative L2 of the attribution against "
-        "float64 torch autograd of the LAM gradient detector, at batch 1 and at batch 3 (three path images in one "
+        "float64 torch autograd of the LAM gradient detector (autograd of the function the ONNX file computes: "
+        "`.detach()` counts as the identity, as in every ONNX export; where that differs from torch's training-time "
+        "gradient, lam-trt's warning is in the reason column, and `--straight-through` gives torch's map for lost "
+        "straight-through estimators), at batch 1 and at batch 3 (three path images in one "
         "run); seconds per path image on one thread, lam-trt in ONNX Runtime against torch autograd (float32). "
         "`ONNX vs torch` is the exported file's own max relative error at batch 1 / batch 3: where it fails or "
         "differs at batch 3 but lam-trt is exact, the export traced shapes or masks for batch 1.",
@@ -261,6 +344,20 @@ def render(rows: dict[tuple[str, str], dict], report: Path) -> None:
                                         row.get("torch_batch", "")]))),
             cell(" ".join(row.get("ops", []))),
         ]) + " |")
+    if checkpoints:
+        lines += ["", "## `lam-trt export CHECKPOINT` per architecture", "",
+                  "The same random weights saved as a safetensors state dict; spandrel detects the architecture "
+                  "(pickles are never executed), torch exports it (TorchScript, opset 17, dynamic batch and, where the "
+                  "trace allows, height and width), and the file is checked against torch at a second size and at "
+                  "batch 2 (`python bench/coverage.py --checkpoints`). \"not detected\": spandrel cannot read these tiny "
+                  "configurations back from their weights (its detection assumes published hyperparameters such as "
+                  "GroupNorm widths, patch sizes or block counts); that is the test configuration, not the model.", "",
+                  "| architecture | status | detected as | dynamic batch | dynamic H/W | max rel error | notes |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in sorted(checkpoints.items(), key=lambda kv: kv[0].lower()):
+            lines.append("| " + " | ".join([name, row["status"], row.get("detected", ""), str(row.get("dynamic_batch", "")),
+                                             str(row.get("dynamic_hw", "")), num(row.get("max_rel_error")),
+                                             cell(row.get("reason", ""))]) + " |")
     tmp = report.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, report)
@@ -285,6 +382,7 @@ def num(v: Any) -> str:
 
 
 def cell(text: str) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m?", "", text)  # torch's exporter colours its messages
     return text.replace("|", "\\|").replace("\n", " ")[:400]
 
 

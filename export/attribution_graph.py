@@ -17,6 +17,7 @@ from lam_trt.export.builder import FLOAT, GraphBuilder, Node
 from lam_trt.export.detector import REDUCTIONS, append_detector
 from lam_trt.export.gradient_audit import audit, straight_through_rules
 from lam_trt.export.options import GraphOptions, graph_notes
+from lam_trt.export.ort_check import blame_export
 from lam_trt.export.random_ops import with_fixed_random_ops
 from lam_trt.export.source import load_model, model_sha256
 from lam_trt.export.specialise import ForwardGraph, specialise
@@ -59,7 +60,10 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     options = options or GraphOptions()
     source = load_model(model)
     prepared, random_report = with_fixed_random_ops(source, options.random_policy)
-    fwd = specialise(prepared, input_shape)
+    try:
+        fwd = specialise(prepared, input_shape)
+    except ModelError as e:
+        raise blame_export(e, source, input_shape) from None
     fwd.rename_output("sr")
     if len(fwd.output_shape) != 4 or min(fwd.output_shape[2:]) < 2:
         raise ModelError(f"the model's output {list(fwd.output_shape)} is not an image of at least 2x2")

@@ -285,11 +285,15 @@ def load_with_spandrel(state: Mapping[str, torch.Tensor], source: str) -> Loaded
     req = descriptor.size_requirements
     # spandrel pads transformer inputs to the window size inside forward(); ONNX would freeze that
     fixed = req.multiple_of > 1 or req.square or _window_size(descriptor.model) > 1
+    module = image_function(descriptor)
+    channels = descriptor.input_channels
+    if descriptor.architecture.id in _BARE_NETWORK:  # the network's own input, not the pipeline's
+        channels = next((m.in_channels for m in descriptor.model.modules() if isinstance(m, nn.Conv2d)), channels)
     return LoadedModel(
-        image_function(descriptor),
+        module,
         descriptor.architecture.id,
         descriptor.scale,
-        descriptor.input_channels,
+        channels,
         fixed,
         max(req.multiple_of, _window_size(descriptor.model)),
         max(req.minimum, 1),

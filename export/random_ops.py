@@ -21,6 +21,7 @@ from lam_trt.errors import InputError
 RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
                         "Bernoulli", "Multinomial"})
 MODES = ("seeded", "zeros")
+FIXED = "/lam_fixed_draw"  # name suffix of the seeded draws that replace a node: never replaced again
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,13 @@ def fix_random_ops_in(nodes: list[onnx.NodeProto], policy: RandomOpsPolicy = Ran
     report = RandomOpsReport(policy.mode, policy.seed)
     fixed: list[onnx.NodeProto] = []
     for index, node in enumerate(nodes):
-        if node.op_type not in RANDOM_OPS:
+        if node.op_type not in RANDOM_OPS or node.name.endswith(FIXED):
             fixed.append(node)
             continue
         name = node.name or f"{node.op_type}_{index}"
+        unique = name if name not in report.nodes else f"{name}_{index}"  # exporters may repeat names
         report.nodes.append(name)
-        fixed.extend(_replacement(node, name, policy.mode, float(policy.seed * 100_003 + index)))
+        fixed.extend(_replacement(node, unique, policy.mode, float(policy.seed * 100_003 + index)))
     nodes[:] = fixed
     return report
 
@@ -94,14 +96,14 @@ def _replacement(node: onnx.NodeProto, name: str, mode: str, seed: float) -> lis
         if mode == "zeros":
             return shaped[:-1] + [_renamed(shaped[-1], out)]
         attrs.pop("seed", None)
-        return shaped + [helper.make_node(node.op_type, [tmp("zeros")], [out], name=name, seed=seed, **attrs)]
+        return shaped + [helper.make_node(node.op_type, [tmp("zeros")], [out], name=name + FIXED, seed=seed, **attrs)]
     if node.op_type == "Bernoulli":  # y = (u < p) with one fixed uniform draw u
         dtype = attrs.get("dtype", TensorProto.FLOAT)
         shaped = _zeros_like(node.input[0], tmp("shape"), tmp("zeros"), TensorProto.FLOAT, name)
         if mode == "zeros":
             return shaped[:-1] + [_renamed(shaped[-1], out, dtype)]
         return shaped + [
-            helper.make_node("RandomUniformLike", [tmp("zeros")], [tmp("u")], name=f"{name}/u", seed=seed),
+            helper.make_node("RandomUniformLike", [tmp("zeros")], [tmp("u")], name=name + FIXED, seed=seed),
             helper.make_node("Less", [tmp("u"), node.input[0]], [tmp("less")], name=f"{name}/less"),
             helper.make_node("Cast", [tmp("less")], [out], name=name, to=dtype),
         ]
@@ -160,7 +162,7 @@ def _multinomial(node, attrs, name, mode, seed, tmp) -> list[onnx.NodeProto]:
         helper.make_node("Concat", [tmp("one"), tmp("s"), tmp("k")], [tmp("u_shape")], axis=0, name=f"{name}/us"),
         helper.make_node("ConstantOfShape", [tmp("u_shape")], [tmp("zeros")], name=f"{name}/zeros",
                          value=helper.make_tensor("value", TensorProto.FLOAT, [1], [0])),
-        helper.make_node("RandomUniformLike", [tmp("zeros")], [tmp("u")], name=f"{name}/u", seed=seed,
+        helper.make_node("RandomUniformLike", [tmp("zeros")], [tmp("u")], name=name + FIXED, seed=seed,
                          low=1e-12, high=1.0),
         helper.make_node("Log", [tmp("u")], [tmp("log_u")], name=f"{name}/log_u"),
         helper.make_node("Neg", [tmp("log_u")], [tmp("neg_log_u")], name=f"{name}/neg"),
@@ -174,7 +176,7 @@ def _multinomial(node, attrs, name, mode, seed, tmp) -> list[onnx.NodeProto]:
 
 def with_fixed_random_ops(model: onnx.ModelProto, policy: RandomOpsPolicy) -> tuple[onnx.ModelProto, RandomOpsReport]:
     """``model`` itself when it has no random node, else a copy with them replaced."""
-    if not any(n.op_type in RANDOM_OPS for n in model.graph.node):
+    if not any(n.op_type in RANDOM_OPS and not n.name.endswith(FIXED) for n in model.graph.node):
         return model, RandomOpsReport(policy.mode, policy.seed)
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)

@@ -4,6 +4,7 @@ image -> path (kernels) -> attribution graph (export, cached) -> runner -> LAMRe
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -22,11 +23,12 @@ from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usa
 from lam_trt.errors import InputError, LamTrtError, ModelError
 from lam_trt.export.autodiff import check_differentiable
 from lam_trt.export.inspect import check_accepts, inspect_model
+from lam_trt.export.options import WARNINGS_KEY as EXPORT_WARNINGS_KEY, GraphOptions
 from lam_trt.export.source import external_data_files, image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, read_image
 from lam_trt.kernels import make_path
 from lam_trt.provenance import describe_input, pixels_sha256, timestamp
-from lam_trt.result import (BATCH_FALLBACK, COMPLETENESS_GAP, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
+from lam_trt.result import (BATCH_FALLBACK, COMPLETENESS_GAP, GRADIENT_CAVEAT, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
                             OUTPUT_NOT_SR_IMAGE, WARNINGS_METADATA_KEY, LAMResult, ResultWarning,
                             warnings_from_json)
 from lam_trt.providers import resolve, session_options, session_providers
@@ -42,7 +44,8 @@ class Attributor:
 
     def __init__(self, model: str | os.PathLike | onnx.ModelProto, provider: str = "auto",
                  cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                 internal_batch_size: int | None = None, fp16: bool = False):
+                 internal_batch_size: int | None = None, fp16: bool = False,
+                 graph_options: GraphOptions | None = None):
         self.model_path = None if isinstance(model, onnx.ModelProto) else Path(model)
         self.model = load_model(model)
         image_io(self.model)  # fail early on anything that is not image-to-image
@@ -55,6 +58,7 @@ class Attributor:
         self.threads = threads
         self.internal_batch_size = internal_batch_size
         self.fp16 = fp16  # TensorRT only: half-precision engines (report the error against fp32)
+        self.graph_options = graph_options or GraphOptions()  # random nodes, straight-through
         self._runners: dict[tuple[int, int, int], tuple[GraphRunner, dict[str, Any]]] = {}
         self._forward: Optional[ort.InferenceSession] = None
         self._stream: Any = None
@@ -74,11 +78,14 @@ class Attributor:
                             "session_seconds": 0.0}
         start = time.perf_counter()
         source = self.model_path if self.model_path is not None else self.model
-        runner, graph_path, hit, warnings = self.cache.open(source, self.sha256, input_shape, self._open)
+        runner, graph_path, hit, warnings = self.cache.open(source, self.sha256, input_shape, self._open,
+                                                            options=self.graph_options)
+        notes = json.loads(runner.metadata.get(EXPORT_WARNINGS_KEY, "[]"))  # random nodes fixed, gradients cut
         info = {"graph_cache_hit": hit, "graph_source": "disk cache" if hit else "built",
                 "graph_seconds": time.perf_counter() - start - runner.session_seconds,
-                "graph_path": str(graph_path), "session_seconds": runner.session_seconds,
-                "warnings": [*warnings, *warnings_from_json(runner.metadata.get(WARNINGS_METADATA_KEY))]}
+                "graph_path": str(graph_path), "session_seconds": runner.session_seconds, "export_warnings": notes,
+                "warnings": [*warnings, *warnings_from_json(runner.metadata.get(WARNINGS_METADATA_KEY)),
+                             *(ResultWarning(GRADIENT_CAVEAT, note) for note in notes)]}
         self._runners[input_shape] = (runner, info)
         return runner, info
 
@@ -271,6 +278,7 @@ class Attributor:
                         "graph_cache_hit": info["graph_cache_hit"], "graph_source": info["graph_source"],
                         "graph_path": info["graph_path"]},
             "timings_seconds": {k: round(v, 6) for k, v in timings.items()},
+            "graph_options": self.graph_options.to_dict(), "export_warnings": info["export_warnings"],
             "versions": {"lam_trt": lam_trt.__version__, "onnxruntime": ort.__version__,
                          "onnx": onnx.__version__, "numpy": np.__version__, "python": platform.python_version()},
             "machine": {"platform": platform.platform(), "processor": platform.machine(),

@@ -19,6 +19,7 @@ import onnx
 
 from lam_trt.errors import ResourceError
 from lam_trt.export.attribution_graph import GRAPH_FORMAT, build_attribution_graph, save_attribution_graph
+from lam_trt.export.options import GraphOptions
 from lam_trt.io import STALE_SECONDS, remove_stale
 from lam_trt.result import GRAPH_CACHE_UNAVAILABLE, ResultWarning
 
@@ -41,28 +42,32 @@ class GraphCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
 
-    def key(self, sha256: str, input_shape: tuple[int, int, int], reduce: str = "sum") -> str:
+    def key(self, sha256: str, input_shape: tuple[int, int, int], reduce: str = "sum",
+            options: GraphOptions | None = None) -> str:
         c, h, w = input_shape
-        return f"{sha256[:24]}-{c}x{h}x{w}-gradient-{reduce}-f{GRAPH_FORMAT}"
+        tag = options.cache_tag() if options else ""
+        return f"{sha256[:24]}-{c}x{h}x{w}-gradient-{reduce}{tag}-f{GRAPH_FORMAT}"
 
     def path(self, key: str) -> Path:
         return self.root / key / GRAPH_FILE
 
     def open(self, model: str | os.PathLike | onnx.ModelProto, sha256: str, input_shape: tuple[int, int, int],
-             open_graph: Callable[[Path], T], reduce: str = "sum") -> tuple[T, Path, bool, list[ResultWarning]]:
-        """``open_graph`` of the graph for this model and size: (opened, path, cache hit, warnings).
+             open_graph: Callable[[Path], T], reduce: str = "sum",
+             options: GraphOptions | None = None) -> tuple[T, Path, bool, list[ResultWarning]]:
+        """``open_graph`` of the graph for this model, size and options: (opened, path, cache hit,
+        warnings).
 
         A valid entry is opened as it is (if that fails, it is discarded and rebuilt); on a miss the
         graph is built, opened from its staging folder, and only then moved into the cache.
         ``open_graph`` must load the graph fully (an ONNX Runtime session does), since the staging
         folder is renamed or removed once it returns."""
-        target = self.path(self.key(sha256, input_shape, reduce))
+        target = self.path(self.key(sha256, input_shape, reduce, options))
         if valid_entry(target.parent):
             try:
                 return open_graph(target), target, True, []
             except Exception:  # noqa: BLE001 - a cached graph that no longer opens is rebuilt below
                 discard(target.parent)
-        graph = build_attribution_graph(model, input_shape, reduce=reduce)
+        graph = build_attribution_graph(model, input_shape, reduce=reduce, options=options)
         try:
             staging = self._staging(target.parent.name)
         except OSError as e:

@@ -26,6 +26,7 @@ NO_PATH_INTEGRAL = "no-path-integral"            # grad, grad-x-input: no comple
 OUTPUT_NOT_SR_IMAGE = "output-not-sr-image"      # other channels than the input, or not an integer x2+
 GRAPH_CACHE_UNAVAILABLE = "graph-cache-unavailable"  # the graph was built for this run only
 BATCH_FALLBACK = "batch-fallback"                # path images ran one per run: the graph cannot batch
+GRADIENT_CAVEAT = "gradient-caveat"              # random nodes fixed, a lost straight-through, a cut selection
 WARNINGS_METADATA_KEY = "lam_trt.warnings"       # attribution-graph metadata: JSON list of warnings
 PATH_METHODS = ("lam", "ig")  # integrated along a path; grad and grad-x-input are one gradient
 
@@ -178,4 +179,4 @@ def warnings_from_json(text: str | None) -> list[ResultWarning]:
 
 __all__ = ["LAMResult", "ResultWarning", "format_gap", "unique_warnings", "warnings_from_json",
            "DEGENERATE_WINDOW", "NOTHING_TO_ATTRIBUTE", "COMPLETENESS_GAP", "NO_PATH_INTEGRAL",
-           "OUTPUT_NOT_SR_IMAGE", "GRAPH_CACHE_UNAVAILABLE", "BATCH_FALLBACK", "WARNINGS_METADATA_KEY"]
+           "OUTPUT_NOT_SR_IMAGE", "GRAPH_CACHE_UNAVAILABLE", "BATCH_FALLBACK", "GRADIENT_CAVEAT", "WARNINGS_METADATA_KEY"]

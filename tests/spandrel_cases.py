@@ -1,22 +1,23 @@
 """Small, random-weight members of every image-to-image architecture of spandrel and
 spandrel-extra-arches, for the zoo test matrix (tests/test_spandrel_zoo.py) and bench/coverage.py.
 
-Each case builds the bare network with a tiny configuration, goes through spandrel's own
-state-dict detection once (which also tells the input size it needs), and wraps it so that
-``forward`` returns the image spandrel's descriptor computes (its ``call_fn``: output selection
-and value mapping), without the descriptor's padding and clamping.
+Each case builds the bare network with a tiny configuration (and the input size it needs), goes
+through spandrel's own state-dict detection once, and wraps it as lam-trt's checkpoint export does,
+so that ``forward`` returns the image spandrel's descriptor computes (its ``call_fn``: output
+selection, value mapping), without the descriptor's padding and clamping. Where spandrel cannot
+read a tiny configuration back, the network's first output is taken.
 """
 from __future__ import annotations
 
 import importlib
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-# Inpainting (image + mask) and colourisation front-ends are not single-image models.
+# Inpainting networks take an image and a mask: not image-to-image.
 NOT_IMAGE_TO_IMAGE = {"LaMa": "inpainting: takes an image and a mask", "MAT": "inpainting: takes an image and a mask"}
 
 
@@ -33,7 +34,7 @@ class Case:
 
 
 def _c(name, cls, size=16, **kw) -> Case:
-    arch = name.split("-")[0]
+    arch = kw.pop("_arch", name.split("-")[0])
     extra = kw.pop("_extra", False)
     use_call = kw.pop("_use_call", True)
     in_ch = kw.pop("_in_channels", 3)
@@ -78,8 +79,8 @@ CASES: list[Case] = [
     _c("NAFNet", "NAFNet.NAFNet", width=8, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1]),
     _c("OmniSR", "OmniSR.OmniSR", num_feat=16, window_size=4, up_scale=2),
     _c("PLKSR", "PLKSR.PLKSR", dim=16, n_blocks=1, upscaling_factor=2, kernel_size=7),
-    _c("RealPLKSR", "PLKSR.RealPLKSR", dim=16, n_blocks=1, upscaling_factor=2, kernel_size=7),
-    _c("RealPLKSR-dysample", "PLKSR.RealPLKSR", dim=16, n_blocks=1, upscaling_factor=2, kernel_size=7, dysample=True),
+    _c("RealPLKSR", "PLKSR.RealPLKSR", _arch="PLKSR", dim=16, n_blocks=1, upscaling_factor=2, kernel_size=7),
+    _c("RealPLKSR-dysample", "PLKSR.RealPLKSR", _arch="PLKSR", dim=16, n_blocks=1, upscaling_factor=2, kernel_size=7, dysample=True),
     _c("RCAN", "RCAN.RCAN", n_resgroups=1, n_resblocks=1, n_feats=16, reduction=4, scale=2, rgb_range=1),
     _c("RGT", "RGT.RGT", img_size=16, embed_dim=32, depth=[1], num_heads=[2], split_size=[4, 4], upscale=2),
     _c("RealCUGAN", "RealCUGAN.UpCunet2x", size=40),
@@ -185,12 +186,32 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def per_item(model: nn.Module, images) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """``model`` itself if torch runs it on the whole batch, else a per-image loop (and why)."""
+def reference_function(model: nn.Module, images) -> tuple[nn.Module, str]:
+    """The function the exported ONNX file computes, for torch autograd: ``model`` with ``.detach()``
+    as the identity (ONNX has no stop-gradient; FeMaSR detaches its own input, quantisers their
+    straight-through term), on a copy of its input (RCAN's mean shift works in place), on the whole
+    batch if torch runs it so, else one image at a time (and why)."""
+    fn = ExportedFunction(model)
     with torch.no_grad():
         try:
-            model(torch.from_numpy(images))
-            return model, ""
+            fn(torch.from_numpy(images))
+            return fn, ""
         except Exception as e:
             note = f"torch runs this model one image at a time only ({_first_line(e)[:100]})"
-    return (lambda x: torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])), note
+    return ExportedFunction(model, one_at_a_time=True), note
+
+
+class ExportedFunction(nn.Module):
+    def __init__(self, model: nn.Module, one_at_a_time: bool = False):
+        super().__init__()
+        self.model, self.one_at_a_time = model, one_at_a_time
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        original = torch.Tensor.detach
+        torch.Tensor.detach = lambda t: t  # noqa: E731 - what torch's ONNX exporters do with it
+        try:
+            if self.one_at_a_time:
+                return torch.cat([self.model(x[i:i + 1].clone()) for i in range(x.shape[0])])
+            return self.model(x.clone())
+        finally:
+            torch.Tensor.detach = original

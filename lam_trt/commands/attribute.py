@@ -41,6 +41,11 @@ def attribute_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     figure: FigureFormat = "png",
     dpi: FigureDpi = FIGURE_DPI,
+    random_ops: str = typer.Option("seeded", "--random-ops", help="Random nodes (noise injection): one fixed "
+                                   "draw ('seeded', from --seed) or 'zeros'."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fixed draw that replaces random nodes."),
+    straight_through: bool = typer.Option(False, "--straight-through", help="Quantisers z + (q - z) whose "
+                                          ".detach() the export lost: identity in the reverse pass, as torch."),
 ) -> None:
     """Compute the Local Attribution Map of one window of MODEL's output for IMAGE.
 
@@ -48,6 +53,7 @@ def attribute_command(
     Exit codes: 0 done, 2 bad input (one line on stderr, nothing written).
     """
     from lam_trt.attributor import Attributor
+    from lam_trt.export.options import GraphOptions
     from lam_trt.provenance import command_line
 
     check_figure_options(figure, dpi)
@@ -56,7 +62,8 @@ def attribute_command(
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     if not warn_gap >= 0:
         raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
-    attributor = Attributor(model, provider=provider)
+    attributor = Attributor(model, provider=provider,
+                            graph_options=GraphOptions(random_ops.lower(), seed, straight_through))
     with stage("path images", path_points(method.lower(), steps, rule)) as advance:
         result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
                                       kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
