@@ -201,6 +201,11 @@ def reference_function(model: nn.Module, images) -> tuple[nn.Module, str]:
     return ExportedFunction(model, one_at_a_time=True), note
 
 
+# Partial convolutions (PLKSR, RealPLKSR) write x[:, :idx] in place at eval time, which autograd
+# refuses; their training branch computes the same function out of place (and holds no dropout).
+IN_PLACE_AT_EVAL = {"PLKConv2d", "RectSparsePLKConv2d", "SparsePLKConv2d"}
+
+
 class ExportedFunction(nn.Module):
     def __init__(self, model: nn.Module, one_at_a_time: bool = False):
         super().__init__()
@@ -209,9 +214,14 @@ class ExportedFunction(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         original = torch.Tensor.detach
         torch.Tensor.detach = lambda t: t  # noqa: E731 - what torch's ONNX exporters do with it
+        partial = [m for m in self.model.modules() if type(m).__name__ in IN_PLACE_AT_EVAL and not m.training]
+        for m in partial:
+            m.training = True
         try:
             if self.one_at_a_time:
                 return torch.cat([self.model(x[i:i + 1].clone()) for i in range(x.shape[0])])
             return self.model(x.clone())
         finally:
             torch.Tensor.detach = original
+            for m in partial:
+                m.training = False

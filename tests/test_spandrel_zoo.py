@@ -2,13 +2,14 @@
 
 Every image-to-image architecture of spandrel and spandrel-extra-arches (small configs, random
 weights: spandrel_cases.py), exported once per session by TorchScript (opset 17) and by dynamo,
-each with a dynamic batch. The attribution graph runs two path images in one ONNX Runtime run
-and must match float64 torch autograd of the function the file computes (``.detach()`` is the
-identity in every ONNX export) to 1e-4 relative L2.
+each with a dynamic batch. The attribution graph runs two path images in one ONNX Runtime run (or
+one per run where its build-time batch check says it cannot batch, as the runner does) and must
+match float64 torch autograd of the function the file computes (``.detach()`` is the identity in
+every ONNX export) to 1e-4 relative L2.
 
 Where torch cannot export, the test checks that it still cannot (so the table stays true). Known
-failures wait for other issue-11 work and are strict xfails with the reason: flip them when it
-lands. bench/coverage.py measures the same pairs at batch 1 and 3 and writes bench/COVERAGE.md.
+failures are strict xfails with the reason. bench/coverage.py measures the same pairs at batch 1
+and 3 and writes bench/COVERAGE.md.
 """
 from __future__ import annotations
 
@@ -25,10 +26,6 @@ from spandrel_cases import CASES, CASES_BY_NAME, EXPORTERS, build_model, export_
 
 pytestmark = pytest.mark.zoo
 RTOL = 1e-4
-SCATTER_ND = "ScatterND (partial-channel in-place convolution)"
-BATCH_EXPAND = "at batch 2 an Expand in the graph keeps a batch-1 shape ('invalid expand shape')"
-CODEBOOK = ("at batch 2 the codebook one-hot ScatterElements keeps batch-1 updates ('Indices vs updates "
-            "dimensions differs')")
 
 # torch's exporters fail on these (not lam-trt's limits); the test checks they still do.
 TORCH_CANNOT = {
@@ -42,28 +39,11 @@ TORCH_CANNOT = {
     ("SeemoRe", "dynamo"): "torch.export fails on the expert routing",
     ("CodeFormer", "torchscript"): "a traced size used as a dict key (connect_list)",
 }
-# Known failures until other issue-11 work lands: (case, exporter) -> (owner, precise reason).
+# Known failures, each with its precise reason (strict: a fix makes the test say so).
 KNOWN = {
-    ("PLKSR", "torchscript"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
-    ("RealPLKSR", "torchscript"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
-    ("RealPLKSR-dysample", "torchscript"): ("h-rules", f"no VJP rules for {SCATTER_ND} and GridSample (DySample)"),
-    ("HVICIDNet", "torchscript"): ("h-rules", "no VJP rules for Atan and ScatterND (HVI colour transform)"),
-    ("SeemoRe", "torchscript"): ("h-rules", "no VJP rule for TopK (mixture-of-experts routing)"),
-    ("FFTformer", "dynamo"): ("h-rules", "no VJP rule for DFT"),
-    ("PLKSR", "dynamo"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
-    ("RealPLKSR", "dynamo"): ("h-rules", f"no VJP rule for {SCATTER_ND}"),
-    ("RealPLKSR-dysample", "dynamo"): ("h-rules", f"no VJP rules for {SCATTER_ND} and GridSample (DySample)"),
-    ("IPT", "dynamo"): ("h-rules", "no VJP rule for Col2Im"),
-    ("GFPGAN", "dynamo"): ("h-rules", "Conv weights that depend on the image (StyleGAN2 modulated convolution)"),
-    ("HAT", "dynamo"): ("h-batch", "at batch 2 lam-trt's own Reshape (lam/reshape_NNN) in the gradient keeps batch 1"),
-    ("GRL", "dynamo"): ("h-batch", BATCH_EXPAND), ("Swin2SR", "dynamo"): ("h-batch", BATCH_EXPAND),
-    ("RestoreFormer", "dynamo"): ("h-batch", CODEBOOK), ("FeMaSR", "dynamo"): ("h-batch", CODEBOOK),
-    ("SCUNet", "torchscript"): ("h-batch", "Slice on axis 0 after a Transpose moved the batch ('Slice along the batch axis')"),
-    ("FDAT", "dynamo"): ("h-batch", "Slice on axis 0 after a Transpose moved the batch ('Slice along the batch axis')"),
-    ("DITN", "torchscript"): ("h-batch", BATCH_EXPAND), ("DITN", "dynamo"): ("h-batch", BATCH_EXPAND),
-    ("GRL", "torchscript"): ("h-batch", BATCH_EXPAND), ("Swin2SR", "torchscript"): ("h-batch", BATCH_EXPAND),
-    ("RestoreFormer", "torchscript"): ("h-batch", CODEBOOK), ("FeMaSR", "torchscript"): ("h-batch", CODEBOOK),
-    ("AdaCode", "torchscript"): ("h-batch", CODEBOOK),
+    ("HVICIDNet", "torchscript"): ("lam-trt", "a boolean-mask assignment (NonZero) inside the HVI colour transform: "
+                                   "a forward ScatterND's update count is folded at specialisation and no longer "
+                                   "matches its indices; refused in one line, never a silent map"),
 }
 # Fast enough for every run (export + build + check in seconds on a loaded 2-core machine); the
 # rest are marked slow (.ci/run runs them in a step of their own).
@@ -89,7 +69,7 @@ def pair_param(name: str, exporter: str):
         marks.append(pytest.mark.skip(reason=NO_REFERENCE[(name, exporter)]))
     if (name, exporter) in KNOWN:
         owner, reason = KNOWN[(name, exporter)]
-        marks.append(pytest.mark.xfail(strict=True, reason=f"until {owner}'s issue-11 work: {reason}"))
+        marks.append(pytest.mark.xfail(strict=True, reason=f"{owner}: {reason}"))
     return pytest.param(name, exporter, marks=marks, id=f"{name}-{exporter}")
 
 
@@ -152,8 +132,20 @@ def test_attribution_matches_autograd(name: str, exporter: str, exports: ExportC
     with torch.no_grad():
         out_hw = fn(torch.from_numpy(path[:1])).shape[2:]
     window = harness.default_window(tuple(out_hw))
-    run = harness.run_graph(harness.make_session(graph), path, weights, window)
-    harness.assert_matches(run, harness.reference(fn, path, weights, window), RTOL)
+    # As the runner does: one path image per run where the build-time batch check found that the
+    # graph cannot batch (torch then runs one at a time too: such models modify tensors in place).
+    one_at_a_time = {p.key: p.value for p in graph.metadata_props}.get("lam_trt.max_batch") == "1"
+    items = [slice(i, i + 1) for i in range(len(path))] if one_at_a_time else [slice(None)]
+    session = harness.make_session(graph)
+    runs = [harness.run_graph(session, path[i], weights[i], window) for i in items]
+    refs = [harness.reference(fn, path[i], weights[i], window) for i in items]
+    harness.assert_matches(combined(runs), combined(refs), RTOL)
+
+
+def combined(parts):
+    """One result of several runs over consecutive path images: per-image values joined, maps summed."""
+    return type(parts[0])(np.concatenate([p.detector for p in parts]), sum(p.attribution for p in parts),
+                          np.concatenate([p.contribution for p in parts]))
 
 
 @pytest.mark.parametrize("name,finding", [

@@ -391,3 +391,18 @@ def test_dynamo_exporter(case_id: str, tmp_path, check_attribution):
     c = BY_ID[case_id]
     module, source = exported(c, tmp_path, dynamo=True)
     check_attribution(source, module, c.shape, c.ops)
+
+
+
+def test_gather_nd_with_indices_from_the_image(harness, check_attribution):
+    """GatherND whose indices are computed from the image (HVICIDNet): the channel of largest mean,
+    picked and multiplied back in; its adjoint scatters with ScatterND's add."""
+    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=0),
+             helper.make_node("ArgMax", ["m"], ["j"], axis=1, keepdims=1),
+             helper.make_node("Concat", ["zero", "j"], ["idx"], axis=1),
+             helper.make_node("GatherND", ["input", "idx"], ["picked"]),
+             helper.make_node("Unsqueeze", ["picked", "one"], ["p"]),
+             helper.make_node("Mul", ["p", "input"], ["output"])]
+    inits = {"zero": np.zeros((1, 1), np.int64), "one": np.ones(1, np.int64)}
+    ref = lambda x: x[:, x.mean((2, 3)).argmax(1)[0]][:, None] * x  # noqa: E731 - one image
+    check_attribution(harness.hand_model(nodes, (3, 6, 6), 17, inits), ref, (3, 6, 6), "GatherND", n=1)

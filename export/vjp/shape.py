@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from lam_trt.export.accumulate import Placed
 from lam_trt.export.builder import GraphBuilder, Node
@@ -173,10 +174,13 @@ def vjp_gather(b, node, grads, needs):
 
 @vjp("GatherND")
 def vjp_gather_nd(b, node, grads, needs):
-    """batch_dims = 0 with constant indices: a one-hot matrix over the indexed leading dims."""
+    """batch_dims = 0. Constant indices: a one-hot matrix over the indexed leading dims; indices
+    computed from the image: the gradient scattered back with ScatterND's add (repeats sum up)."""
     if int(node.attrs.get("batch_dims", 0)) != 0:
         raise NotImplementedError("GatherND with batch_dims > 0")
     x = node.inputs[0]
+    if not b.has_value(node.inputs[1]):
+        return [scatter_add_nd(b, x, node.inputs[1], grads[0]), None]
     idx = np.asarray(b.value(node.inputs[1]))
     k = idx.shape[-1]
     lead = b.shape(x)[:k]
@@ -184,6 +188,17 @@ def vjp_gather_nd(b, node, grads, needs):
     g = b.op("Reshape", grads[0], b.ints([flat.size, -1]))
     placed = b.op("MatMul", b.const(one_hot(flat, int(np.prod(lead))).T.copy()), g)
     return [b.reshape_like(placed, x), None]
+
+
+def scatter_add_nd(b, x: str, idx: str, g: str) -> str:
+    """zeros_like(x) with ``g`` added at GatherND's ``idx`` (negative indices counted from the end)."""
+    k = b.op("Shape", idx, start=-1)
+    dims = b.op("Slice", b.dyn_shape(x), b.ints([0]), k)
+    wrapped = b.op("Add", idx, b.op("Mul", b.op("Cast", b.op("Less", idx, b.ints([0])), to=onnx.TensorProto.INT64),
+                                    dims))
+    zeros = b.op("ConstantOfShape", b.dyn_shape(x), value=onnx.helper.make_tensor("value", onnx.TensorProto.FLOAT,
+                                                                                 [1], [0.0]))
+    return b.op("ScatterND", zeros, wrapped, g, reduction="add")
 
 
 # ---- Pad -----------------------------------------------------------------------------------------
