@@ -1,7 +1,7 @@
 """Reverse-mode differentiation over ONNX nodes: walk the nodes backwards, apply each op's rule."""
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable
 
 import onnx
 

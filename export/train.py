@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage import data as skdata
 
-from lam_trt.io import write_bytes, write_json
+from lam_trt.io import write_json
 
 TRAIN_IMAGES = ["astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
                 "motorcycle_left", "brick", "camera", "grass", "gravel", "coins", "page", "text", "moon"]

@@ -28,11 +28,11 @@ from lam_trt.export.source import external_data_files, image_io, load_model, mod
 from lam_trt.images import ImageSource, hr_to_lr, read_image
 from lam_trt.kernels import make_path
 from lam_trt.provenance import describe_input, pixels_sha256, timestamp
-from lam_trt.result import (BATCH_FALLBACK, COMPLETENESS_GAP, GRADIENT_CAVEAT, DEGENERATE_WINDOW, NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE,
-                            OUTPUT_NOT_SR_IMAGE, WARNINGS_METADATA_KEY, LAMResult, ResultWarning,
-                            warnings_from_json)
+from lam_trt.result import (BATCH_FALLBACK, COMPLETENESS_GAP, DEGENERATE_WINDOW, GRADIENT_CAVEAT,
+                            NO_PATH_INTEGRAL, NOTHING_TO_ATTRIBUTE, OUTPUT_NOT_SR_IMAGE, PATH_METHODS,
+                            WARNINGS_METADATA_KEY, LAMResult, ResultWarning, warnings_from_json)
 from lam_trt.providers import resolve, session_options, session_providers
-from lam_trt.runner import GraphRunner, check_forward_fits, graph_metadata
+from lam_trt.runner import GraphRunner, check_forward_fits
 from lam_trt.window import centre_window
 
 
@@ -103,7 +103,6 @@ class Attributor:
         except Exception as e:  # noqa: BLE001 - ONNX Runtime's own exception types
             raise ModelError("ONNX Runtime cannot load this model's attribution graph: "
                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__}") from None
-        runner.metadata = graph_metadata(graph_path)
         return runner
 
     def attribute(self, image: ImageSource, window: Optional[tuple[int, int]] = None, size: int = 16,
@@ -286,9 +285,6 @@ class Attributor:
         }
 
 
-PATH_INTEGRALS = ("lam", "ig")  # methods whose map is a path integral, with a completeness check
-
-
 def judge(method: str, attribution: np.ndarray, saliency: np.ndarray, ends: tuple[float, float],
           sr: np.ndarray, size: int, gap_warning: float) -> tuple[dict[str, Any], list[ResultWarning]]:
     """The result's numbers, None where they mean nothing, and the warnings that say why."""
@@ -301,7 +297,7 @@ def judge(method: str, attribution: np.ndarray, saliency: np.ndarray, ends: tupl
                                       {"detector_input": d_input}))
     else:
         gini, di = metrics.gini(saliency), metrics.diffusion_index(saliency)
-    if method not in PATH_INTEGRALS:
+    if method not in PATH_METHODS:
         warnings.append(ResultWarning(NO_PATH_INTEGRAL, f"{method} is one gradient, not a path integral: "
                                       "it has no completeness gap"))
         return {"gini": gini, "diffusion_index": di, "completeness_gap": None,

@@ -42,7 +42,7 @@ class GraphRunner:
                  batch_size: int | None = None, memory_budget: int | None = None,
                  cache_dir: Path | None = None):
         self.provider = prov.resolve(provider)
-        meta = graph_metadata(graph_path)
+        self.metadata = meta = graph_metadata(graph_path)  # read once: the Attributor reads its notes
         self.input_shape = tuple(int(v) for v in meta["lam_trt.input_shape"].split("x"))
         self.output_shape = tuple(int(v) for v in meta["lam_trt.output_shape"].split("x"))
         self.bytes_per_item = int(meta.get("lam_trt.activation_bytes_per_item", 0))

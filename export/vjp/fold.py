@@ -9,7 +9,7 @@ from lam_trt.export.vjp.conv import one_hot_kernels
 
 @vjp("Col2Im")
 def vjp_col2im(b, node, grads, needs):
-    cols, y = node.inputs[0], node.outputs[0]
+    y = node.outputs[0]
     if not (b.has_value(node.inputs[1]) and b.has_value(node.inputs[2])):
         raise NotImplementedError("Col2Im with an image or block shape computed from the image")
     block = [int(k) for k in b.value(node.inputs[2])]
