@@ -258,10 +258,13 @@ def test_make_path_dispatches_and_records_parameters():
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("method", ["lam", "ig"])
 def test_chunks_cover_the_path_exactly(method: str, rule: str):
+    """Slices of the points and weights (how the runner reads a path, chunk by chunk) are the
+    whole path's, and cover it exactly."""
     path = make_path(method, image(), steps=10, rule=rule)
     whole_points, whole_weights = np.asarray(path.points), np.asarray(path.weights)
     seen = []
-    for start, points, weights in path.chunks(4):
+    for start in range(0, len(path), 4):
+        points, weights = path.points[start:start + 4], path.weights[start:start + 4]
         assert np.array_equal(points, whole_points[start : start + len(points)])
         assert np.array_equal(weights, whole_weights[start : start + len(points)])
         seen.append((start, len(points)))
@@ -308,9 +311,7 @@ def test_bad_input_raises_one_line_input_error(kwargs, message):
     assert "\n" not in str(info.value)
 
 
-def test_bad_batch_size_and_kernel_arguments():
-    with pytest.raises(InputError, match="batch size must be an integer >= 1, got 0"):
-        next(blur_path(image(), steps=2).chunks(0))
+def test_bad_kernel_arguments():  # a bad batch size: tests/test_cli_attribute.py
     with pytest.raises(InputError, match="kernel size must be odd and positive, got 0"):
         gaussian_kernel_1d(1.0, 0)
     with pytest.raises(InputError, match="sigma must be a finite number >= 0"):
