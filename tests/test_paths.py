@@ -316,3 +316,16 @@ def test_bad_kernel_arguments():  # a bad batch size: tests/test_cli_attribute.p
         gaussian_kernel_1d(1.0, 0)
     with pytest.raises(InputError, match="sigma must be a finite number >= 0"):
         gaussian_blur(image(), -1.0, 3)
+
+
+@pytest.mark.parametrize("method, rule, on_device", [("lam", "right", True), ("lam", "trapezoid", True),
+                                                     ("lam", "gauss-legendre", False), ("ig", "right", False)])
+def test_make_path_makes_lam_on_the_device_given_a_stream(monkeypatch, method, rule, on_device):
+    """With a stream, the CUDA kernel makes LAM's path under the rules it writes; NumPy everything else."""
+    import lam_trt.kernels.make as make
+
+    calls = []
+    monkeypatch.setattr(make, "blur_path_device", lambda *args: calls.append(args) or "device path")
+    path = make_path(method, image(), steps=4, rule=rule, stream="a stream")
+    assert (path == "device path") == on_device and len(calls) == int(on_device)
+    assert make_path(method, image(), steps=4, rule=rule).method == method  # no stream: NumPy
