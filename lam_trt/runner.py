@@ -44,7 +44,7 @@ class GraphRunner:
                  cache_dir: Path | None = None, fp16: bool = False):
         self.provider = prov.resolve(provider)
         self.fp16 = fp16  # TensorRT only: half-precision engines
-        self.metadata = meta = graph_metadata(graph_path)  # read once: the Attributor reads its notes
+        self.metadata = meta = graph_metadata(graph_path)  # read once: shapes, batch limit, notes, warnings
         self.input_shape = tuple(int(v) for v in meta["lam_trt.input_shape"].split("x"))
         self.output_shape = tuple(int(v) for v in meta["lam_trt.output_shape"].split("x"))
         self.bytes_per_item = int(meta.get("lam_trt.activation_bytes_per_item", 0))
