@@ -85,7 +85,6 @@ class Crop:
         if not self.applied:
             return self
         mine = forward(self.cut(image[None])[0])[0]
-        err = 0.0
         for window in windows:
             inner = self.window(window, scale)
             cropped = mine[:, inner.y:inner.y + window.size + 1, inner.x:inner.x + window.size + 1]
