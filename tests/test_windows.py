@@ -1,0 +1,133 @@
+"""Many windows in one run: the attribution graph's K windows against K single-window runs.
+
+The forward pass runs once and the reverse pass on K x N items; every window's detector,
+attribution and contribution must be what the same graph gives for that window alone (relative L2
+< 1e-5), and the single-window numbers what autograd gives (an independent reference).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from lam_trt.export import build_attribution_graph
+from lam_trt.export.window_probe import windows_limit
+from nets import NETS, ResidualCA, export_onnx, seeded
+from test_batch_rewrite import PATTERNS, SHAPE, MixesTheBatch
+
+N = 3  # path images per run
+
+
+def windows_for(out_hw: tuple[int, int]) -> np.ndarray:
+    """(top, left, height, width): inside, overlapping, a duplicate, another size, both corners
+    (the last one reaching the output's edge, where the detector drops the last row and column)."""
+    h, w = out_hw
+    return np.array([[2, 3, 6, 6], [4, 5, 6, 6], [2, 3, 6, 6], [1, h // 2, 3, 5], [0, 0, 4, 4],
+                     [h - 1 - 5, w - 1 - 5, 5, 5], [h - 4, w - 4, 4, 4]], np.int64)
+
+
+def run_windows(session, path: np.ndarray, weights: np.ndarray, windows: np.ndarray) -> list[np.ndarray]:
+    return session.run(["detector", "attribution", "contribution"],
+                       {"path": path, "weights": weights, "windows": np.asarray(windows, np.int64)})
+
+
+def assert_windows_match_single_runs(harness, graph, path, weights, windows) -> None:
+    session = harness.make_session(graph)
+    d, a, c = run_windows(session, path, weights, windows)
+    assert d.shape == (len(windows), len(path)) and c.shape == d.shape, (d.shape, c.shape)
+    assert a.shape == (len(windows), *path.shape[1:]), a.shape
+    for k, window in enumerate(windows):
+        alone = harness.run_graph(session, path, weights, tuple(window))
+        assert harness.rel_l2(a[k], alone.attribution) < 1e-5, f"window {k} {window.tolist()}: attribution"
+        np.testing.assert_allclose(d[k], alone.detector, rtol=1e-5, err_msg=f"window {k}: detector")
+        assert harness.rel_l2(c[k], alone.contribution) < 1e-5, f"window {k}: contribution"
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_windows_equal_single_window_runs(name: str, tmp_path, harness):
+    net = seeded(NETS[name])
+    source = export_onnx(net, (3, 10, 12), tmp_path / f"{name}.onnx")
+    path, weights = harness.random_batch(N, (3, 10, 12), seed=1)
+    out_hw = harness.assert_source_matches_torch(source, net, path)
+    graph = harness.build_graph(source, (3, 10, 12))
+    windows = windows_for(out_hw)
+    assert_windows_match_single_runs(harness, graph, path, weights, windows)
+    for window in windows[[0, 3]]:  # and one window alone is what autograd gives
+        run = harness.run_graph(harness.make_session(graph), path, weights, tuple(window))
+        harness.assert_matches(run, harness.reference(net, path, weights, tuple(window)), 1e-4)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_windows_on_fixed_shape_channel_attention(dynamo: bool, tmp_path, harness):
+    """Whole-image ops (global pooling) and batch 1 baked into the source's shape constants."""
+    net = seeded(ResidualCA, seed=2)
+    source = export_onnx(net, (3, 8, 8), tmp_path / "rcan_fixed.onnx", dynamic_hw=False,
+                         dynamic_batch=dynamo, dynamo=dynamo)
+    path, weights = harness.random_batch(N, (3, 8, 8), seed=3)
+    out_hw = harness.assert_source_matches_torch(source, net, path)
+    assert_windows_match_single_runs(harness, harness.build_graph(source, (3, 8, 8)), path, weights,
+                                     windows_for(out_hw))
+
+
+def test_one_window_is_the_single_window_graph(tmp_path, harness):
+    """K = 1 through the windows input: the reference's numbers (autograd), as before."""
+    net = seeded(NETS["TinyRRDB"])
+    source = export_onnx(net, (3, 9, 9), tmp_path / "rrdb.onnx")
+    path, weights = harness.random_batch(2, (3, 9, 9), seed=4)
+    graph = harness.build_graph(source, (3, 9, 9))
+    run = harness.run_graph(harness.make_session(graph), path, weights, (3, 2, 7, 5))
+    harness.assert_matches(run, harness.reference(net, path, weights, (3, 2, 7, 5)), 1e-4)
+
+
+# ---- batch rewrites at K x N items, and graphs that cannot run several windows ----------------------
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.__name__)
+def test_batch_rewrite_patterns_run_many_windows(pattern, tmp_path, harness):
+    """Batch merged with windows or pixels, moved by Transpose, repeated constants: the reverse
+    pass's tiled activations must follow each tensor's batch axis."""
+    torch.manual_seed(0)
+    net = pattern().eval()
+    source = export_onnx(net, SHAPE, tmp_path / "net.onnx")
+    graph = build_attribution_graph(str(source), SHAPE)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert "lam_trt.max_windows" not in meta, meta.get("lam_trt.windows_limit_reason")
+    path, weights = harness.random_batch(N, SHAPE, seed=5)
+    out_hw = harness.assert_source_matches_torch(source, net, path)
+    assert_windows_match_single_runs(harness, graph, path, weights, windows_for(out_hw)[:4])
+
+
+def test_graph_that_mixes_the_batch_runs_many_windows_of_one_path_image(tmp_path, harness):
+    """A sum over the batch: path images run one at a time, but the windows of one path image are
+    separate items of the reverse pass (each reads its own copy of the forward pass)."""
+    torch.manual_seed(0)
+    net = MixesTheBatch().eval()
+    source = export_onnx(net, SHAPE, tmp_path / "mixes.onnx")
+    graph = build_attribution_graph(str(source), SHAPE)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta["lam_trt.max_batch"] == "1" and "lam_trt.max_windows" not in meta
+    path, weights = harness.random_batch(1, SHAPE, seed=6)
+    assert_windows_match_single_runs(harness, graph, path, weights, windows_for((8, 8))[:4])
+
+
+def with_windows_reversed(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with its attribution's windows in reverse order: right for one window only."""
+    broken = onnx.ModelProto()
+    broken.CopyFrom(graph)
+    node = next(n for n in broken.graph.node if "attribution" in n.output)
+    node.output[0] = "attribution_in_order"
+    constants = [numpy_helper.from_array(np.array([v], np.int64), name)
+                 for name, v in (("last", -1), ("before_first", -(1 << 62)), ("back", -1))]
+    broken.graph.initializer.extend(constants)
+    broken.graph.node.append(helper.make_node("Slice", ["attribution_in_order", "last", "before_first", "", "back"],
+                                              ["attribution"]))
+    return broken
+
+
+def test_probe_finds_a_graph_that_mixes_windows(tmp_path):
+    torch.manual_seed(0)
+    source = export_onnx(seeded(NETS["ResidualCA"]), SHAPE, tmp_path / "rcan.onnx")
+    graph = build_attribution_graph(str(source), SHAPE, check_batch=False)
+    assert windows_limit(graph, SHAPE, (3, 16, 16), 2) is None
+    reason = windows_limit(with_windows_reversed(graph), SHAPE, (3, 16, 16), 2)
+    assert reason and "attribution for two windows at once differs" in reason
