@@ -1,5 +1,16 @@
-"""Building ONNX for lam-trt: the attribution graph (and, with the export extra, PyTorch export)."""
-from lam_trt.export.attribution_graph import build_attribution_graph, save_attribution_graph
-from lam_trt.export.options import GraphOptions
+"""Building ONNX for lam-trt: the attribution graph (and, with the export extra, PyTorch export).
 
-__all__ = ["GraphOptions", "build_attribution_graph", "save_attribution_graph"]
+The runtime (``lam_trt/*.py``) uses only what this module exports: the model read once
+(``load_source_model``), the graph builder, and the metadata keys a built graph carries.
+"""
+from lam_trt.export.attribution_graph import GRAPH_FORMAT, build_attribution_graph, save_attribution_graph
+from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, ort_message
+from lam_trt.export.inspect import inspect_model
+from lam_trt.export.model import ReceptiveField, SourceModel, load_source_model
+from lam_trt.export.options import WARNINGS_KEY as EXPORT_WARNINGS_KEY, GraphOptions
+from lam_trt.export.source import image_io, load_onnx, model_sha256, static_dims
+
+__all__ = ["BATCH_REASON_KEY", "EXPORT_WARNINGS_KEY", "GRAPH_FORMAT", "GraphOptions", "MAX_BATCH_KEY",
+           "ReceptiveField", "SourceModel", "build_attribution_graph", "image_io", "inspect_model",
+           "load_onnx", "load_source_model", "model_sha256", "ort_message", "save_attribution_graph",
+           "static_dims"]

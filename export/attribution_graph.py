@@ -20,7 +20,7 @@ from lam_trt.export.gradient_audit import audit, straight_through_rules
 from lam_trt.export.options import GraphOptions, graph_notes
 from lam_trt.export.ort_check import blame_export
 from lam_trt.export.random_ops import with_fixed_random_ops
-from lam_trt.export.source import load_model, model_sha256
+from lam_trt.export.source import load_onnx, model_sha256
 from lam_trt.export.specialise import ForwardGraph, specialise
 from lam_trt.export.window_probe import MAX_WINDOWS_KEY, WINDOWS_REASON_KEY, windows_limit
 
@@ -62,7 +62,7 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise InputError(f"input_shape must be (C, h, w) with positive sizes, got {input_shape}")
     options = options or GraphOptions()
-    source = load_model(model)
+    source = load_onnx(model)
     prepared, random_report = with_fixed_random_ops(source, options.random_policy)
     try:
         fwd = specialise(prepared, input_shape)

@@ -29,7 +29,7 @@ from onnx import numpy_helper
 
 from lam_trt.errors import InputError, ModelError
 from lam_trt.export.autodiff import unsupported_nodes
-from lam_trt.export.source import image_io, load_model
+from lam_trt.export.source import image_io, load_onnx
 
 DEFAULT_SIZE = (64, 64)
 Shape = tuple[int, ...]
@@ -417,7 +417,7 @@ def inspect_model(model: str | Path | onnx.ModelProto, size: tuple[int, int] | N
 
     The model is read and checked as ``lam-trt attribute`` reads and checks it (one image in, one
     image out; the same list of ops without a gradient rule), so the two never disagree."""
-    proto = load_model(model)
+    proto = load_onnx(model)
     image = image_io(proto)[0]
     h, w = analysis_size(proto, size)
     channels = _dims(image)[1]

@@ -19,7 +19,7 @@ TARGET_OPSET = 18  # axes-as-input everywhere; LayerNormalization and GroupNorma
 IMAGE_TYPES = (onnx.TensorProto.FLOAT,)
 
 
-def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+def load_onnx(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     """The model as a ModelProto with external data loaded and local functions inlined."""
     if isinstance(model, onnx.ModelProto):
         proto = model

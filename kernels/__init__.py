@@ -7,22 +7,24 @@ from .gaussian import gaussian_blur, gaussian_kernel_1d, gaussian_kernel_1d_dsig
 from .paths import (
     METHODS,
     RULES,
-    Path,
+    IntegrationPath,
     blur_path,
     gradient_path,
     gradient_x_input_path,
     linear_path,
-    make_path,
     quadrature,
 )
-from .cuda_path import blur_path_cuda, cuda_available
+from .cuda_path import DEVICE_RULES, blur_path_cuda, blur_path_device, cuda_available
+from .make import make_path
 
 __all__ = [
+    "DEVICE_RULES",
+    "IntegrationPath",
     "METHODS",
     "RULES",
-    "Path",
     "blur_path",
     "blur_path_cuda",
+    "blur_path_device",
     "cuda_available",
     "gaussian_blur",
     "gaussian_kernel_1d",

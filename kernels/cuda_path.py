@@ -15,11 +15,12 @@ import numpy as np
 
 from lam_trt.errors import InputError, ProviderError
 
-from .gaussian import check_image, check_kernel_size, check_sigma
-from .paths import blur_kernel_table, check_steps
+from .gaussian import check_image, check_kernel_size, check_sigma, gaussian_blur
+from .paths import IntegrationPath, blur_kernel_table, check_blur, check_steps, quadrature
 
 _BLOCK = 256
 _TRAPEZOID = {"right": 0, "trapezoid": 1}  # the kernel's `trapezoid` flag per supported rule
+DEVICE_RULES = tuple(_TRAPEZOID)  # the rules the CUDA kernel writes
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -104,3 +105,13 @@ def blur_path_cuda(image: Any, sigma: float = 1.2, steps: int = 100, kernel_size
         args = (img, table, points, weights, *map(np.int32, (m, channels, h, w, kernel_size, trapezoid)))
         _module().get_function("blur_path")(grid, (_BLOCK,), args)
     return points, weights
+
+
+def blur_path_device(image: np.ndarray, sigma: float, steps: int, kernel_size: int, rule: str,
+                     stream: Any) -> IntegrationPath:
+    """LAM's path with points and weights as CuPy arrays written by the CUDA kernel on ``stream``."""
+    check_blur(sigma, kernel_size)
+    points, weights = blur_path_cuda(image, sigma, steps, kernel_size, stream=stream, rule=rule)
+    baseline = gaussian_blur(image, sigma, kernel_size)
+    params = {"sigma": float(sigma), "steps": int(steps), "kernel_size": int(kernel_size), "generator": "cuda"}
+    return IntegrationPath(points, weights, quadrature(rule, steps)[0], baseline, image, "lam", rule, params)

@@ -120,7 +120,7 @@ def lazy_path(n: int, image_shape: tuple[int, ...], make: ChunkMaker) -> tuple[P
 
 
 @dataclass(frozen=True, eq=False)
-class Path:
+class IntegrationPath:
     """A batch of path images and their weights, plus what produced them.
 
     points, weights: float32 [N, C, h, w] (arrays, or PathImages made chunk by chunk); alphas: float64 [N], the position of each point on the
@@ -139,14 +139,6 @@ class Path:
 
     def __len__(self) -> int:
         return int(self.points.shape[0])
-
-    def chunks(self, batch_size: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield (start, points[start:stop], weights[start:stop]), batch_size points at a time."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"batch size must be an integer >= 1, got {batch_size!r}")
-        for start in range(0, len(self), batch_size):
-            stop = min(start + batch_size, len(self))
-            yield start, self.points[start:stop], self.weights[start:stop]
 
 
 def check_steps(steps: int) -> None:
@@ -234,7 +226,7 @@ def check_blur(sigma: float, kernel_size: int) -> None:
 
 
 def blur_path(image: np.ndarray, sigma: float = 1.2, steps: int = 100, kernel_size: int = 9,
-              rule: str = "right") -> Path:
+              rule: str = "right") -> IntegrationPath:
     """LAM's progressive blurring path from K_sigma * I to I (sigma_k = sigma (1 - k/m))."""
     img32 = check_image(image)
     check_sigma(sigma)
@@ -254,11 +246,11 @@ def blur_path(image: np.ndarray, sigma: float = 1.2, steps: int = 100, kernel_si
         gamma = lambda k: correlate_separable(img, table[k], table[k])  # noqa: E731
         make = lambda lo, hi: _grid_chunk(gamma, m, rule, lo, hi, img.shape)  # noqa: E731
     points, weights = lazy_path(len(alphas), img32.shape, make)
-    return Path(points, weights, alphas, baseline, img32, "lam", rule, params)
+    return IntegrationPath(points, weights, alphas, baseline, img32, "lam", rule, params)
 
 
 def linear_path(image: np.ndarray, baseline: np.ndarray | None = None, steps: int = 50,
-                rule: str = "right") -> Path:
+                rule: str = "right") -> IntegrationPath:
     """Integrated gradients' straight line b + alpha (x - b); weights q_j (x - b)."""
     img32 = check_image(image)
     check_steps(steps)
@@ -276,47 +268,21 @@ def linear_path(image: np.ndarray, baseline: np.ndarray | None = None, steps: in
                                  img32.shape)
     points, weights = lazy_path(len(alphas), img32.shape, make)
     params = {"steps": int(steps), "baseline": "black" if baseline is None else "given"}
-    return Path(points, weights, alphas, base32, img32, "ig", rule, params)
+    return IntegrationPath(points, weights, alphas, base32, img32, "ig", rule, params)
 
 
-def gradient_path(image: np.ndarray) -> Path:
+def gradient_path(image: np.ndarray) -> IntegrationPath:
     """The vanilla gradient: one point, the image, with weight one.
 
     Its baseline is image - 1, a formal value that keeps sum(weights) == image - baseline.
     """
     img32 = check_image(image)
     ones = np.ones_like(img32)
-    return Path(img32[None], ones[None], np.ones(1), img32 - ones, img32, "grad", "right", {})
+    return IntegrationPath(img32[None], ones[None], np.ones(1), img32 - ones, img32, "grad", "right", {})
 
 
-def gradient_x_input_path(image: np.ndarray) -> Path:
+def gradient_x_input_path(image: np.ndarray) -> IntegrationPath:
     """Gradient x input: one point, the image, weighted by the image (first-order Taylor from 0)."""
     img32 = check_image(image)
-    return Path(img32[None], img32[None].copy(), np.ones(1), np.zeros_like(img32), img32,
+    return IntegrationPath(img32[None], img32[None].copy(), np.ones(1), np.zeros_like(img32), img32,
                 "grad-x-input", "right", {})
-
-
-def make_path(method: str, image: np.ndarray, *, steps: int = 100, sigma: float = 1.2,
-              kernel_size: int = 9, baseline: np.ndarray | None = None, rule: str = "right") -> Path:
-    """The path of one attribution method.
-
-    All parameters are checked whatever the method, so a bad value never passes silently; those a
-    method does not use (steps, sigma, kernel_size, rule for the one-point methods) are then ignored.
-    """
-    if method not in METHODS:
-        raise InputError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
-    check_rule(rule)
-    check_steps(steps)
-    check_sigma(sigma)
-    check_kernel_size(kernel_size)
-    if method == "lam":
-        check_blur(sigma, kernel_size)
-    if baseline is not None and method != "ig":
-        raise InputError(f"a baseline image applies only to method 'ig', not {method!r}")
-    builders: dict[str, Callable[[], Path]] = {
-        "lam": lambda: blur_path(image, sigma, steps, kernel_size, rule),
-        "ig": lambda: linear_path(image, baseline, steps, rule),
-        "grad": lambda: gradient_path(image),
-        "grad-x-input": lambda: gradient_x_input_path(image),
-    }
-    return builders[method]()

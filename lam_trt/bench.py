@@ -20,7 +20,7 @@ import onnx
 
 import lam_trt
 from lam_trt.errors import InputError
-from lam_trt.export.source import image_io, load_model, static_dims
+from lam_trt.export import image_io, load_onnx, static_dims
 from lam_trt.images import ImageSource
 from lam_trt.window import centre_window
 
@@ -187,7 +187,7 @@ def run_benchmark(model: str | os.PathLike | onnx.ModelProto, *, size: Optional[
         raise InputError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     if threads is not None and threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
-    proto = load_model(model)
+    proto = load_onnx(model)
     fixed = model_size(proto)
     start = time.perf_counter()
     attributor = Attributor(proto if isinstance(model, onnx.ModelProto) else model, provider=provider,

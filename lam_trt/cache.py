@@ -18,8 +18,7 @@ from typing import Callable, TypeVar
 import onnx
 
 from lam_trt.errors import ResourceError
-from lam_trt.export.attribution_graph import GRAPH_FORMAT, build_attribution_graph, save_attribution_graph
-from lam_trt.export.options import GraphOptions
+from lam_trt.export import GRAPH_FORMAT, GraphOptions, build_attribution_graph, save_attribution_graph
 from lam_trt.io import STALE_SECONDS, remove_stale
 from lam_trt.result import GRAPH_CACHE_UNAVAILABLE, ResultWarning
 

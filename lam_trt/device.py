@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from lam_trt.kernels import Path, blur_path_cuda, cuda_available, gaussian_blur
-from lam_trt.kernels.paths import check_blur, quadrature
+from lam_trt.kernels import cuda_available
 from lam_trt.runner import GraphOutputs, GraphRunner, ProgressFn
-
-GPU_RULES = ("right", "trapezoid")  # the rules the CUDA kernel writes
 
 
 def device_usable(provider: str) -> bool:
@@ -33,28 +30,25 @@ class DeviceRunner(GraphRunner):
 
     def __init__(self, graph_path: str | os.PathLike, provider: str, threads: int | None = None,
                  batch_size: int | None = None, memory_budget: int | None = None,
-                 cache_dir: FsPath | None = None, fp16: bool = False, cuda_graph: bool = False,
-                 stream: Any = None):
+                 cache_dir: Path | None = None, fp16: bool = False, stream: Any = None):
         import cupy
 
         self.stream = stream if stream is not None else cupy.cuda.Stream(non_blocking=True)
         self.device_id = cupy.cuda.Device().id
-        self.cuda_graph = cuda_graph
-        self.fp16 = fp16
-        super().__init__(graph_path, provider, threads, batch_size, memory_budget or (8 << 30), cache_dir)
+        super().__init__(graph_path, provider, threads, batch_size, memory_budget or (8 << 30), cache_dir, fp16)
 
-    def providers(self, cache_dir: FsPath | None) -> list[Any]:
+    def providers(self, cache_dir: Path | None) -> list[Any]:
         """CUDA/TensorRT on our stream; TensorRT gets an engine cache and profiles for our chunks."""
         c, h, w = self.input_shape
         cuda = ("CUDAExecutionProvider", {"device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
-                                          "use_tf32": 0, "enable_cuda_graph": int(self.cuda_graph)})
+                                          "use_tf32": 0})
         if self.provider != "tensorrt":
             return [cuda, "CPUExecutionProvider"]
         shape = lambda n: f"path:{n}x{c}x{h}x{w},weights:{n}x{c}x{h}x{w}"
         trt = ("TensorrtExecutionProvider", {
             "device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
             "trt_fp16_enable": self.fp16, "trt_engine_cache_enable": cache_dir is not None,
-            "trt_engine_cache_path": str((cache_dir or FsPath(".")) / "trt"),
+            "trt_engine_cache_path": str((cache_dir or Path(".")) / "trt"),
             "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(self.batch_hint),
             "trt_profile_max_shapes": shape(self.batch_hint)})
         return [trt, cuda, "CPUExecutionProvider"]
@@ -90,12 +84,3 @@ class DeviceRunner(GraphRunner):
         return GraphOutputs(cupy.asnumpy(detector), cupy.asnumpy(total), cupy.asnumpy(contribution),
                             time.perf_counter() - start, chunks)
 
-
-def device_blur_path(image: np.ndarray, sigma: float, steps: int, kernel_size: int, rule: str,
-                     stream: Any) -> Path:
-    """LAM's path with points and weights as CuPy arrays written by the CUDA kernel."""
-    check_blur(sigma, kernel_size)
-    points, weights = blur_path_cuda(image, sigma, steps, kernel_size, stream=stream, rule=rule)
-    baseline = gaussian_blur(image, sigma, kernel_size)
-    params = {"sigma": float(sigma), "steps": int(steps), "kernel_size": int(kernel_size), "generator": "cuda"}
-    return Path(points, weights, quadrature(rule, steps)[0], baseline, image, "lam", rule, params)

@@ -1,4 +1,5 @@
-"""Where a result's input came from: the file and its sha256, and what was done to it on loading.
+"""How a result was made: where its input came from (the file and its sha256, and what was done to
+it on loading), and the model, parameters, runtime and versions of the run.
 
 Kept apart from ``images`` (which converts) so that reading the record never changes the pixels:
 the conversions are the ones ``images.read_image`` reports having done.
@@ -8,6 +9,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import platform
 import shlex
 import sys
 from pathlib import Path
@@ -59,4 +61,37 @@ def timestamp() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["command_line", "describe_input", "file_sha256", "pixels_sha256", "timestamp"]
+def describe_run(model: Any, runner: Any, graph: dict[str, Any], path: Any, parameters: dict[str, Any],
+                 runtime: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    """How a result was made, enough to reproduce it from the result file alone: the model
+    (``export.SourceModel``), the path's parameters (``parameters``: steps, sigma, kernel_size, rule;
+    the path adds its own), the runner and how its graph was got (``graph``), ``runtime`` (chunks,
+    threads, precision) and the timings."""
+    import onnx
+    import onnxruntime as ort
+
+    import lam_trt
+
+    session = runner.session
+    return {
+        "model": {"path": str(model.path) if model.path else None, "sha256": model.sha256,
+                  "external_data": model.external_data,
+                  "input_shape": list(runner.input_shape), "output_shape": list(runner.output_shape)},
+        "parameters": {"method": path.method, **parameters, "path_points": len(path), "detector": "gradient",
+                       "reduce": "sum", **{k: v for k, v in path.params.items() if k not in parameters}},
+        "runtime": {"provider": runner.provider, "providers_used": session.get_providers(),
+                    "batch_size": runner.batch_size, "batch_fallback": runner.batch_fallback,
+                    "chunks": runtime["chunks"], "threads": runtime["threads"], "precision": runtime["precision"],
+                    "path_generator": path.params.get("generator", "numpy"),
+                    "denormals_as_zero": session.get_session_options().get_session_config_entry(
+                        "session.set_denormal_as_zero") == "1",
+                    **{k: graph[k] for k in ("graph_cache_hit", "graph_source", "graph_path")}},
+        "timings_seconds": {k: round(v, 6) for k, v in timings.items()},
+        "graph_options": graph["graph_options"], "export_warnings": graph["export_warnings"],
+        "versions": {"lam_trt": lam_trt.__version__, "onnxruntime": ort.__version__,
+                     "onnx": onnx.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count()},
+    }
+
+
+__all__ = ["command_line", "describe_input", "describe_run", "file_sha256", "pixels_sha256", "timestamp"]

@@ -18,6 +18,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from lam_trt import metrics
+
 # Codes lam-trt itself emits (see README "Warnings")
 DEGENERATE_WINDOW = "degenerate-window"          # DI and Gini undefined: zero map or featureless window
 NOTHING_TO_ATTRIBUTE = "nothing-to-attribute"    # D(F(I)) ~ D(F(I')): the path changes nothing
@@ -177,6 +179,96 @@ def warnings_from_json(text: str | None) -> list[ResultWarning]:
     return [ResultWarning.from_dict(d) for d in json.loads(text)] if text else []
 
 
-__all__ = ["LAMResult", "ResultWarning", "format_gap", "unique_warnings", "warnings_from_json",
+# ---- assembling a result -----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What every window attributed from one path of one image shares: the input, the path's two
+    ends through the network, the crop, the run's warnings and its provenance."""
+
+    image: np.ndarray                # LR input, float32 [C, h, w]
+    sr: np.ndarray                   # [2, C', H, W]: F(I) and F(I') (I' the path's start)
+    alphas: np.ndarray               # [N] position of each path point
+    method: str
+    crop: Any                        # the crop.Crop the path ran on (it pastes maps back to full size)
+    warnings: list[ResultWarning]    # about the model, the graph and the run, for every window
+    meta: dict[str, Any]             # provenance (see ``provenance.describe_run``), crop included
+    hr_image: Optional[np.ndarray] = None
+    gap_warning: float = metrics.GAP_WARNING
+
+    @property
+    def scale(self) -> int:
+        return int(round(self.sr.shape[2] / self.image.shape[1]))
+
+
+def window_result(run: Run, window: tuple[int, int, int], integral: np.ndarray, detector_path: np.ndarray,
+                  contributions: np.ndarray) -> LAMResult:
+    """The result of ``window`` (x, y, size) from the runner's sum (float64, on the crop) and
+    per-step values; its numbers are computed from that sum, the map is it pasted to full size."""
+    x, y, size = window
+    ends = metrics.gradient_detector(run.sr, (y, x, size, size))
+    attribution = run.crop.paste(integral.astype(np.float32), run.image.shape)
+    saliency = metrics.abs_normalised(attribution)
+    numbers, warnings = judge(run.method, integral, saliency, (float(ends[0]), float(ends[1])), run.sr[0],
+                              size, run.gap_warning)
+    return LAMResult(
+        attribution=attribution, saliency=saliency, detector_input=float(ends[0]),
+        detector_baseline=float(ends[1]), alphas=run.alphas, detector_path=detector_path,
+        contributions=contributions, image=run.image, sr_output=run.sr[0], window=(x, y, size),
+        scale=run.scale, method=run.method, meta=run.meta, warnings=[*run.warnings, *warnings],
+        hr_image=run.hr_image, **numbers)
+
+
+def judge(method: str, attribution: np.ndarray, saliency: np.ndarray, ends: tuple[float, float],
+          sr: np.ndarray, size: int, gap_warning: float) -> tuple[dict[str, Any], list[ResultWarning]]:
+    """The result's numbers, None where they mean nothing, and the warnings that say why."""
+    d_input, d_baseline = ends
+    warnings: list[ResultWarning] = []
+    di = gini = gap = rel = None
+    reason = metrics.degenerate_reason(attribution, d_input, size, metrics.mean_gradient(sr))
+    if reason:
+        warnings.append(ResultWarning(DEGENERATE_WINDOW, f"DI and Gini are undefined: {reason}",
+                                      {"detector_input": d_input}))
+    else:
+        gini, di = metrics.gini(saliency), metrics.diffusion_index(saliency)
+    if method not in PATH_METHODS:
+        warnings.append(ResultWarning(NO_PATH_INTEGRAL, f"{method} is one gradient, not a path integral: "
+                                      "it has no completeness gap"))
+        return {"gini": gini, "diffusion_index": di, "completeness_gap": None,
+                "completeness_gap_relative": None}, warnings
+    gap, rel = metrics.completeness(float(attribution.sum(dtype=np.float64)), d_input, d_baseline)
+    rel = rel if np.isfinite(rel) else None  # D(F(I)) = D(F(I')) exactly: no ratio
+    if metrics.nothing_to_attribute(d_input, d_baseline):
+        warnings.append(ResultWarning(NOTHING_TO_ATTRIBUTE, f"D(F(I)) {d_input:.4g} and D(F(I')) {d_baseline:.4g} "
+                                      "are nearly equal: the path changes nothing to attribute, and the "
+                                      "relative gap divides by almost nothing",
+                                      {"difference": d_input - d_baseline}))
+    elif abs(rel) > gap_warning:
+        warnings.append(ResultWarning(COMPLETENESS_GAP, f"the completeness gap is {100 * rel:.1f}% of "
+                                      f"D(F(I)) - D(F(I')), above {100 * gap_warning:g}%: use more --steps "
+                                      "or --rule trapezoid", {"relative": rel, "threshold": gap_warning}))
+    return {"gini": gini, "diffusion_index": di, "completeness_gap": gap, "completeness_gap_relative": rel}, warnings
+
+
+def output_warnings(input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> list[ResultWarning]:
+    """One warning when the output is not an image of the input's channels at an integer scale >= 2."""
+    (c, h, w), (c_out, h_out, w_out) = input_shape, output_shape
+    if c_out == c and h_out % h == 0 and h_out * w == w_out * h and h_out >= 2 * h:
+        return []
+    return [ResultWarning(OUTPUT_NOT_SR_IMAGE, f"the model maps {c}x{h}x{w} to {c_out}x{h_out}x{w_out}, not to "
+                          f"an image of {c} channels at an integer scale >= 2; LAM assumes super-resolution",
+                          {"input_shape": [c, h, w], "output_shape": [c_out, h_out, w_out]})]
+
+
+def batch_warnings(fallback: Optional[str]) -> list[ResultWarning]:
+    """One warning when the path images ran one per run (exact, slower) because the graph cannot batch."""
+    if not fallback:
+        return []
+    return [ResultWarning(BATCH_FALLBACK, f"the attribution graph cannot run several path images at once "
+                          f"({fallback}); they ran one at a time (exact, slower)", {"reason": fallback})]
+
+
+__all__ = ["LAMResult", "ResultWarning", "Run", "batch_warnings", "judge", "output_warnings", "window_result", "format_gap", "unique_warnings", "warnings_from_json",
            "DEGENERATE_WINDOW", "NOTHING_TO_ATTRIBUTE", "COMPLETENESS_GAP", "NO_PATH_INTEGRAL",
            "OUTPUT_NOT_SR_IMAGE", "GRAPH_CACHE_UNAVAILABLE", "BATCH_FALLBACK", "GRADIENT_CAVEAT", "WARNINGS_METADATA_KEY"]

@@ -1,11 +1,12 @@
 """GraphRunner: one ONNX Runtime session of an attribution graph, fed in memory-bounded chunks."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -15,7 +16,8 @@ import onnxruntime as ort
 
 from lam_trt import providers as prov
 from lam_trt.errors import InputError, LamTrtWarning, MemoryBudgetError, ModelError
-from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, ort_message
+from lam_trt.export import BATCH_REASON_KEY, EXPORT_WARNINGS_KEY, MAX_BATCH_KEY, SourceModel, ort_message
+from lam_trt.result import GRADIENT_CAVEAT, WARNINGS_METADATA_KEY, ResultWarning, warnings_from_json
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
 MAX_BATCH = 16  # on the CPU, larger chunks only add cache misses (bench/RESULTS.md)
@@ -32,7 +34,6 @@ class GraphOutputs:
     contribution: np.ndarray    # [N]
     seconds: float
     chunks: int
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class GraphRunner:
@@ -40,17 +41,17 @@ class GraphRunner:
 
     def __init__(self, graph_path: str | os.PathLike, provider: str = "auto", threads: int | None = None,
                  batch_size: int | None = None, memory_budget: int | None = None,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, fp16: bool = False):
         self.provider = prov.resolve(provider)
+        self.fp16 = fp16  # TensorRT only: half-precision engines
         self.metadata = meta = graph_metadata(graph_path)  # read once: the Attributor reads its notes
         self.input_shape = tuple(int(v) for v in meta["lam_trt.input_shape"].split("x"))
         self.output_shape = tuple(int(v) for v in meta["lam_trt.output_shape"].split("x"))
         self.bytes_per_item = int(meta.get("lam_trt.activation_bytes_per_item", 0))
-        self.threads = threads
         opts = prov.session_options(threads)
         self.batch_limit = meta.get(BATCH_REASON_KEY) if meta.get(MAX_BATCH_KEY) == "1" else None
         self.batch_fallback: Optional[str] = None  # why path images run one at a time, if they do
-        self.memory_limit = memory_limit()
+        self.memory_limit = memory_limit(self.provider)
         check_one_fits(self.item_bytes, self.memory_limit, self.input_shape)
         self.batch_size = batch_size or self.auto_batch_size(min(memory_budget or DEFAULT_MEMORY_BUDGET,
                                                                  self.memory_limit))
@@ -60,6 +61,17 @@ class GraphRunner:
         self.session_seconds = time.perf_counter() - start
 
     max_batch = MAX_BATCH
+
+    @property
+    def export_notes(self) -> list[str]:
+        """The builder's one-line notes on this graph: random nodes fixed, gradients cut."""
+        return json.loads(self.metadata.get(EXPORT_WARNINGS_KEY, "[]"))
+
+    @property
+    def graph_warnings(self) -> list[ResultWarning]:
+        """The warnings stored in the graph, then its notes as gradient caveats."""
+        return [*warnings_from_json(self.metadata.get(WARNINGS_METADATA_KEY)),
+                *(ResultWarning(GRADIENT_CAVEAT, note) for note in self.export_notes)]
 
     @property
     def item_bytes(self) -> int:
@@ -90,7 +102,7 @@ class GraphRunner:
         self._batch_size = 1
 
     def providers(self, cache_dir: Path | None) -> list:
-        return prov.session_providers(self.provider, cache_dir)
+        return prov.session_providers(self.provider, cache_dir, self.fp16)
 
     def auto_batch_size(self, budget: int) -> int:
         """As many path images per run as fit the budget (activations ~ twice the forward's)."""
@@ -143,14 +155,28 @@ class GraphRunner:
         return None
 
 
-def memory_limit() -> int:
-    """Bytes lam-trt may use: $LAM_TRT_MEMORY (e.g. 8G, 512M, 2000000000), else the memory free now."""
+def memory_limit(provider: str = "cpu") -> int:
+    """Bytes lam-trt may use: $LAM_TRT_MEMORY (e.g. 8G, 512M, 2000000000), else the memory free now
+    where ``provider`` runs (the GPU's for cuda and tensorrt, see ``free_memory``)."""
     text = os.environ.get(MEMORY_ENV, "").strip()
     if text:
         match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)i?[bB]?", text)
         if not match:
             raise InputError(f"{MEMORY_ENV}={text!r} is not a size; write e.g. 8G, 512M or a number of bytes")
         return int(float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " "))
+    return free_memory(provider)
+
+
+def free_memory(provider: str) -> int:
+    """Free bytes where ``provider`` keeps its tensors: the current CUDA device's (CuPy's
+    memGetInfo) for cuda and tensorrt, host memory otherwise or when CuPy cannot tell."""
+    if provider in ("cuda", "tensorrt"):
+        try:
+            import cupy
+
+            return int(cupy.cuda.runtime.memGetInfo()[0])
+        except Exception:  # noqa: BLE001 - no CuPy, or no usable driver: host memory is all we know
+            pass
     return available_memory()
 
 
@@ -179,16 +205,14 @@ def check_one_fits(item_bytes: int, limit: int, input_shape: tuple[int, ...]) ->
             f"or use a smaller one (memory grows with its area)")
 
 
-def check_forward_fits(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> None:
+def check_forward_fits(model: SourceModel, image_shape: tuple[int, ...], provider: str = "cpu") -> None:
     """Refuse, before the forward pass allocates it, an image whose forward pass alone cannot fit
     (the SR output of a 100-megapixel image is tens of GB). Small images are not checked: shape
     inference would cost more than their forward pass, and it fits any machine."""
     c, h, w = image_shape
     if h * w < LARGE_IMAGE:
         return
-    from lam_trt.export.inspect import forward_bytes
-
-    need, limit = forward_bytes(model, (1, c, h, w)), memory_limit()
+    need, limit = model.forward_bytes((1, c, h, w)), memory_limit(provider)
     if need > limit:
         raise MemoryBudgetError(f"the network's forward pass on a {h}x{w} image needs at least {gib(need)} of memory, "
                                 f"and {gib(limit)} is available ({MEMORY_ENV} sets the limit): crop the image "

@@ -101,8 +101,8 @@ class ModelInfo:
 
 
 def describe_model(path: str | os.PathLike) -> ModelInfo:
-    from lam_trt.export.inspect import inspect_model
-    from lam_trt.export.source import model_sha256
+    from lam_trt.export import inspect_model
+    from lam_trt.export import model_sha256
 
     report = inspect_model(path)
     dims = report["inputs"][0]["shape"][2:]

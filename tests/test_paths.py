@@ -258,10 +258,13 @@ def test_make_path_dispatches_and_records_parameters():
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("method", ["lam", "ig"])
 def test_chunks_cover_the_path_exactly(method: str, rule: str):
+    """Slices of the points and weights (how the runner reads a path, chunk by chunk) are the
+    whole path's, and cover it exactly."""
     path = make_path(method, image(), steps=10, rule=rule)
     whole_points, whole_weights = np.asarray(path.points), np.asarray(path.weights)
     seen = []
-    for start, points, weights in path.chunks(4):
+    for start in range(0, len(path), 4):
+        points, weights = path.points[start:start + 4], path.weights[start:start + 4]
         assert np.array_equal(points, whole_points[start : start + len(points)])
         assert np.array_equal(weights, whole_weights[start : start + len(points)])
         seen.append((start, len(points)))
@@ -308,10 +311,21 @@ def test_bad_input_raises_one_line_input_error(kwargs, message):
     assert "\n" not in str(info.value)
 
 
-def test_bad_batch_size_and_kernel_arguments():
-    with pytest.raises(InputError, match="batch size must be an integer >= 1, got 0"):
-        next(blur_path(image(), steps=2).chunks(0))
+def test_bad_kernel_arguments():  # a bad batch size: tests/test_cli_attribute.py
     with pytest.raises(InputError, match="kernel size must be odd and positive, got 0"):
         gaussian_kernel_1d(1.0, 0)
     with pytest.raises(InputError, match="sigma must be a finite number >= 0"):
         gaussian_blur(image(), -1.0, 3)
+
+
+@pytest.mark.parametrize("method, rule, on_device", [("lam", "right", True), ("lam", "trapezoid", True),
+                                                     ("lam", "gauss-legendre", False), ("ig", "right", False)])
+def test_make_path_makes_lam_on_the_device_given_a_stream(monkeypatch, method, rule, on_device):
+    """With a stream, the CUDA kernel makes LAM's path under the rules it writes; NumPy everything else."""
+    import lam_trt.kernels.make as make
+
+    calls = []
+    monkeypatch.setattr(make, "blur_path_device", lambda *args: calls.append(args) or "device path")
+    path = make_path(method, image(), steps=4, rule=rule, stream="a stream")
+    assert (path == "device path") == on_device and len(calls) == int(on_device)
+    assert make_path(method, image(), steps=4, rule=rule).method == method  # no stream: NumPy

@@ -53,7 +53,7 @@ def attribute_command(
     Exit codes: 0 done, 2 bad input (one line on stderr, nothing written).
     """
     from lam_trt.attributor import Attributor
-    from lam_trt.export.options import GraphOptions
+    from lam_trt.export import GraphOptions
     from lam_trt.provenance import command_line
 
     check_figure_options(figure, dpi)
