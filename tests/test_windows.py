@@ -11,7 +11,10 @@ import pytest
 import onnx
 import torch
 from onnx import helper, numpy_helper
+from skimage import data as skdata
 
+import lam_trt
+from lam_trt.errors import InputError
 from lam_trt.export import build_attribution_graph
 from lam_trt.export.window_probe import windows_limit
 from nets import NETS, ResidualCA, export_onnx, seeded
@@ -131,3 +134,79 @@ def test_probe_finds_a_graph_that_mixes_windows(tmp_path):
     assert windows_limit(graph, SHAPE, (3, 16, 16), 2) is None
     reason = windows_limit(with_windows_reversed(graph), SHAPE, (3, 16, 16), 2)
     assert reason and "attribution for two windows at once differs" in reason
+
+
+# ---- the Python API: attribute(image, windows=[...]) -------------------------------------------------
+def lr_image(h: int, w: int) -> np.ndarray:
+    """A textured crop of a real photograph, float32 [3, h, w] in [0, 1]."""
+    crop = skdata.astronaut()[180:180 + h, 200:200 + w]
+    return np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+@pytest.fixture(autouse=True)
+def graph_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
+
+
+def assert_same_results(many, single) -> None:
+    assert many.window == single.window
+    assert harness_rel_l2(many.attribution, single.attribution) < 1e-5
+    assert many.diffusion_index == pytest.approx(single.diffusion_index, abs=1e-5)
+    assert many.gini == pytest.approx(single.gini, abs=1e-5)
+    np.testing.assert_allclose(many.detector_path, single.detector_path, rtol=1e-5)
+    assert many.completeness_gap == pytest.approx(single.completeness_gap, rel=1e-4, abs=1e-6)
+
+
+def harness_rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(np.float64(a) - b) / max(np.linalg.norm(b), 1e-30))
+
+
+@pytest.mark.parametrize("name, crop", [("ResidualCA", "global"), ("TinyAttentionSR", "global"),
+                                        ("BicubicResidualX2", "applied")])
+def test_attribute_many_windows_equals_one_call_per_window(name: str, crop: str, tmp_path):
+    """Whole-image networks (channel attention, self-attention: no crop) and a local one (cropped
+    to the union of the windows' fields), against one call per window."""
+    hw = (24, 24) if crop == "applied" else (12, 12)
+    source = export_onnx(seeded(NETS[name]), (3, *hw), tmp_path / "model.onnx")
+    img = lr_image(*hw)
+    attributor = lam_trt.Attributor(source, provider="cpu")
+    windows = [(2, 3), (9, 6), (2, 3), (4, 12)] if crop == "global" else [(4, 6), (12, 10), (8, 4)]
+    many = attributor.attribute(img, windows=windows, size=6, steps=8, rule="trapezoid")
+    assert isinstance(many, list) and len(many) == len(windows)
+    assert many[0].meta["crop"]["applied"] == (crop == "applied")
+    assert many[0].meta["runtime"]["windows"] == len(windows)
+    for xy, result in zip(windows, many):
+        assert_same_results(result, attributor.attribute(img, window=xy, size=6, steps=8, rule="trapezoid"))
+    if crop == "applied":  # the union of the fields, still smaller than the image
+        c = many[0].meta["crop"]
+        assert c["height"] * c["width"] < hw[0] * hw[1]
+
+
+def test_windows_of_a_graph_that_cannot_run_them_together_run_one_at_a_time(tmp_path, monkeypatch):
+    """A graph marked lam_trt.max_windows = 1 runs its windows one per run: same numbers, a warning."""
+    source = export_onnx(seeded(NETS["TinyRRDB"]), (3, 10, 10), tmp_path / "model.onnx")
+    img = lr_image(10, 10)
+    attributor = lam_trt.Attributor(source, provider="cpu")
+    together = attributor.attribute(img, windows=[(2, 2), (8, 6)], size=6, steps=4)
+    runner, _ = attributor.runner(img.shape)
+    monkeypatch.setattr(runner, "windows_limit", "a test says so")
+    apart = attributor.attribute(img, windows=[(2, 2), (8, 6)], size=6, steps=4)
+    for a, b in zip(together, apart):
+        assert harness_rel_l2(a.attribution, b.attribution) < 1e-5
+        assert "batch-fallback" in b.warning_codes() and "batch-fallback" not in a.warning_codes()
+    assert apart[0].meta["runtime"]["chunks"] == 2 * together[0].meta["runtime"]["chunks"]
+
+
+def test_bad_windows_are_named(tmp_path):
+    source = export_onnx(seeded(NETS["TinyRRDB"]), (3, 10, 10), tmp_path / "model.onnx")
+    attributor = lam_trt.Attributor(source, provider="cpu")
+    img = lr_image(10, 10)
+    with pytest.raises(InputError, match=r"window 2 of 3: window x=15 y=0 size=6 is outside the SR output "
+                                         r"20x20: need 0 <= x <= 13 and 0 <= y <= 13"):
+        attributor.attribute(img, windows=[(0, 0), (15, 0), (1, 1)], size=6, steps=2)
+    with pytest.raises(InputError, match="empty"):
+        attributor.attribute(img, windows=[], size=6, steps=2)
+    with pytest.raises(InputError, match="not both"):
+        attributor.attribute(img, window=(0, 0), windows=[(1, 1)], size=6, steps=2)
+    one = attributor.attribute(img, window=(3, 4), size=6, steps=2)
+    assert not isinstance(one, list) and one.window == (3, 4, 6)
