@@ -47,7 +47,8 @@ class Window:
 def resolve_windows(window: Optional[tuple[int, int]], windows: Optional[Sequence[tuple[int, int]]], size: int,
                     output_shape: tuple[int, ...]) -> list[Window]:
     """The checked windows of one call: ``window`` alone (None: centred), or every one of ``windows``
-    (at least one; duplicates allowed), a bad one named by its place in the list."""
+    ((x, y), or (x, y, size) with a size of its own; at least one; duplicates allowed), a bad one
+    named by its place in the list."""
     if windows is None:
         return [Window.resolve(window, size, output_shape)]
     if window is not None:
@@ -58,7 +59,8 @@ def resolve_windows(window: Optional[tuple[int, int]], windows: Optional[Sequenc
     resolved = []
     for k, xy in enumerate(windows):
         try:
-            resolved.append(Window.resolve(xy, size, output_shape))
+            xy = tuple(xy)
+            resolved.append(Window.resolve(xy[:2], xy[2] if len(xy) == 3 else size, output_shape))
         except InputError as e:
             raise InputError(f"window {k + 1} of {len(windows)}: {e}") from None
     return resolved

@@ -6,14 +6,20 @@ attribution and contribution must be what the same graph gives for that window a
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import onnx
 import torch
 from onnx import helper, numpy_helper
+from PIL import Image
 from skimage import data as skdata
+from typer.testing import CliRunner
 
 import lam_trt
+from lam_trt.cli import app
 from lam_trt.errors import InputError
 from lam_trt.export import build_attribution_graph
 from lam_trt.export.window_probe import windows_limit
@@ -210,3 +216,40 @@ def test_bad_windows_are_named(tmp_path):
         attributor.attribute(img, window=(0, 0), windows=[(1, 1)], size=6, steps=2)
     one = attributor.attribute(img, window=(3, 4), size=6, steps=2)
     assert not isinstance(one, list) and one.window == (3, 4, 6)
+
+
+# ---- the CLI: attribute --windows ---------------------------------------------------------------------
+def cli_files(tmp_path) -> tuple[Path, Path]:
+    model = export_onnx(seeded(NETS["TinyRRDB"]), (3, 10, 10), tmp_path / "model.onnx")
+    image = tmp_path / "lr.png"
+    Image.fromarray((lr_image(10, 10).transpose(1, 2, 0) * 255).astype(np.uint8)).save(image)
+    return model, image
+
+
+def test_cli_attribute_windows_writes_a_folder_per_window_and_a_summary(tmp_path):
+    model, image = cli_files(tmp_path)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["attribute", str(model), str(image), "--windows", "grid:2", "--size", "6",
+                                   "--steps", "4", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["windows"] == 4 and [(r["x"], r["y"]) for r in summary["rows"]] == [(0, 0), (13, 0), (0, 13), (13, 13)]
+    single = lam_trt.Attributor(model, provider="cpu").attribute(image, window=(13, 0), size=6, steps=4)
+    row = summary["rows"][1]
+    saved = json.loads((out / row["folder"] / "result.json").read_text())
+    assert saved["window"] == {"x": 13, "y": 0, "size": 6}
+    assert row["diffusion_index"] == pytest.approx(single.diffusion_index, abs=1e-5)
+    assert harness_rel_l2(np.load(out / row["folder"] / "attribution.npy"), single.attribution) < 1e-5
+    assert (out / "summary.csv").read_text().count("\n") == 5
+
+
+@pytest.mark.parametrize("rows, message", [("x,y\n0,0\n15,2\n", "window 2 of 2: window x=15 y=2 size=6 is outside"),
+                                           ("x,y\n", "the list of windows is empty")])
+def test_cli_bad_windows_exit_2_and_write_nothing(rows: str, message: str, tmp_path):
+    model, image = cli_files(tmp_path)
+    (tmp_path / "w.csv").write_text(rows)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["attribute", str(model), str(image), "--windows", str(tmp_path / "w.csv"),
+                                   "--size", "6", "--steps", "2", "--out", str(out)])
+    assert res.exit_code == 2 and message in res.stderr and not out.exists()
+    assert len(res.stderr.strip().splitlines()) == 1
