@@ -76,7 +76,7 @@ def child_ort(graph: str, batch: int, size: tuple[int, int], threads: int) -> di
     session = ort.InferenceSession(graph, session_options(threads), providers=["CPUExecutionProvider"])
     points, weights = _path_chunk(size, batch)
     x, y = C.centre(size)
-    feeds = {"path": points, "weights": weights, "window": np.array([y, x, C.WINDOW_SIZE, C.WINDOW_SIZE], np.int64)}
+    feeds = {"path": points, "weights": weights, "windows": np.array([[y, x, C.WINDOW_SIZE, C.WINDOW_SIZE]], np.int64)}
     outputs = ["detector", "attribution", "contribution"]
     return {"bytes": _measure(lambda: session.run(outputs, feeds))}
 

@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         save_attribution_graph(build_attribution_graph(str(onnx_path), (3, *size)), graph_path)
         path = make_path("lam", C.bench_image(size), steps=args.batch, sigma=C.SIGMA, kernel_size=C.KERNEL_SIZE)
         x, y = C.centre(size)
-        window = np.asarray([y, x, C.WINDOW_SIZE, C.WINDOW_SIZE], np.int64)
+        windows = np.asarray([[y, x, C.WINDOW_SIZE, C.WINDOW_SIZE]], np.int64)
         fwd_types, _, fwd_total = profile(onnx_path, {"input": np.asarray(path.points)}, args.threads, args.runs,
                                               config=config)
         lam_types, lam_nodes, lam_total = profile(
-            graph_path, {"path": np.asarray(path.points), "weights": np.asarray(path.weights), "window": window}, args.threads, args.runs,
+            graph_path, {"path": np.asarray(path.points), "weights": np.asarray(path.weights), "windows": windows}, args.threads, args.runs,
             ["detector", "attribution", "contribution"], config=config)
     print(f"{args.net} ({C.CONFIGS[args.net].describe()}), {size[0]}x{size[1]}, batch {args.batch}, "
           f"{args.threads} threads: forward {fwd_total:.1f} ms, attribution graph {lam_total:.1f} ms "

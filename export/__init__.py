@@ -9,8 +9,9 @@ from lam_trt.export.inspect import inspect_model
 from lam_trt.export.model import ReceptiveField, SourceModel, load_source_model
 from lam_trt.export.options import WARNINGS_KEY as EXPORT_WARNINGS_KEY, GraphOptions
 from lam_trt.export.source import image_io, load_onnx, model_sha256, static_dims
+from lam_trt.export.window_probe import MAX_WINDOWS_KEY, WINDOWS_REASON_KEY
 
-__all__ = ["BATCH_REASON_KEY", "EXPORT_WARNINGS_KEY", "GRAPH_FORMAT", "GraphOptions", "MAX_BATCH_KEY",
+__all__ = ["BATCH_REASON_KEY", "EXPORT_WARNINGS_KEY", "GRAPH_FORMAT", "GraphOptions", "MAX_BATCH_KEY", "MAX_WINDOWS_KEY",
            "ReceptiveField", "SourceModel", "build_attribution_graph", "image_io", "inspect_model",
            "load_onnx", "load_source_model", "model_sha256", "ort_message", "save_attribution_graph",
-           "static_dims"]
+           "static_dims", "WINDOWS_REASON_KEY"]

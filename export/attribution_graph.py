@@ -14,6 +14,7 @@ from lam_trt.export.autodiff import active_tensors, backpropagate
 from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, batch_limit
 from lam_trt.export.vjp.elementwise import vjp_sqrt_zero_safe
 from lam_trt.export.builder import FLOAT, GraphBuilder, Node
+from lam_trt.export.reverse_batch import batched_tensors, tile_reads
 from lam_trt.export.detector import REDUCTIONS, append_detector
 from lam_trt.export.gradient_audit import audit, straight_through_rules
 from lam_trt.export.options import GraphOptions, graph_notes
@@ -21,6 +22,7 @@ from lam_trt.export.ort_check import blame_export
 from lam_trt.export.random_ops import with_fixed_random_ops
 from lam_trt.export.source import load_onnx, model_sha256
 from lam_trt.export.specialise import ForwardGraph, specialise
+from lam_trt.export.window_probe import MAX_WINDOWS_KEY, WINDOWS_REASON_KEY, windows_limit
 
 def code_fingerprint() -> str:
     """A hash of the code that shapes an attribution graph: any change to a rule, the detector or
@@ -43,12 +45,14 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
                             options: GraphOptions | None = None, check_batch: bool = True) -> onnx.ModelProto:
     """One ONNX graph that evaluates LAM's integrand for a batch of path images.
 
-    Inputs:  path [N,C,h,w] float32, weights [N,C,h,w] float32, window int64 [4] =
-             (top, left, height, width) of the analysed patch in SR-output pixels.
-    Outputs: detector [N] = D(F(path_n)); attribution [C,h,w] = sum_n grad D(F(path_n)) * weights_n;
-             contribution [N] = per-item sums of that product; sr [N,C',H,W] = F(path_n).
+    Inputs:  path [N,C,h,w] float32, weights [N,C,h,w] float32, windows int64 [K,4]: per window
+             (top, left, height, width) of an analysed patch in SR-output pixels.
+    Outputs: detector [K,N] = D_k(F(path_n)); attribution [K,C,h,w] = sum_n grad D_k(F(path_n)) *
+             weights_n; contribution [K,N] = per-item sums of that product; sr [N,C',H,W] = F(path_n).
+    The forward pass runs once on the N path images; the reverse pass runs on K x N items.
     ``check_batch``: run three path images as one batch and one at a time; where they differ, the
-    metadata says the graph runs one path image at a time (``lam_trt.max_batch``) and why.
+    metadata says the graph runs one path image at a time (``lam_trt.max_batch``) and why; the same
+    for two windows (``lam_trt.max_windows``).
     """
     if detector != "gradient":
         raise InputError(f"unknown detector {detector!r}; lam-trt implements LAM's 'gradient' detector")
@@ -70,30 +74,60 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     b = GraphBuilder(dict(fwd.shapes), dict(fwd.dtypes), dict(fwd.values), fwd.opset, dict(fwd.batch_axes))
     b.nodes.append(helper.make_node("Identity", ["path"], [fwd.input_name], name="lam/path"))
     b.nodes.extend(fwd.nodes)
-    d, magnitude = append_detector(b, fwd.output_name, "window", reduce)
-    forward = [Node.from_proto(n) for n in b.nodes]
-    active = active_tensors(forward, fwd.input_name, d, b.dtypes)
-    ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
     found = audit(fwd.nodes, fwd.output_name)
-    rules = straight_through_rules(found) if options.straight_through else {}
-    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: vjp_sqrt_zero_safe, **rules})
-    if fwd.input_name not in grads:
-        raise ModelError("the detector does not depend on the input (no gradient reaches it)")
-    weighted = b.op("Mul", grads[fwd.input_name], "weights")
-    b.nodes += [
-        helper.make_node("Identity", [d], ["detector"], name="lam/detector"),
-        helper.make_node("ReduceSum", [weighted, b.ints([0])], ["attribution"], keepdims=0, name="lam/sum"),
-        helper.make_node("ReduceSum", [weighted, b.ints([1, 2, 3])], ["contribution"], keepdims=0,
-                         name="lam/contribution"),
-    ]
+    gradient = reverse_pass(b, fwd, reduce, straight_through_rules(found) if options.straight_through else {})
+    append_outputs(b, gradient, input_shape)
     model = assemble(b, fwd, source, input_shape, reduce)
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
                                    **graph_notes(options, random_report, found)})
-    limit = batch_limit(model, input_shape, fwd.output_shape[1:]) if check_batch else None
-    if limit:
-        model.metadata_props.add(key=MAX_BATCH_KEY, value="1")
-        model.metadata_props.add(key=BATCH_REASON_KEY, value=limit)
+    if check_batch:
+        mark_limits(model, input_shape, fwd.output_shape[1:])
     return model
+
+
+def mark_limits(model: onnx.ModelProto, input_shape: tuple[int, int, int], output_shape: tuple[int, ...]) -> None:
+    """Probe several path images, then several windows, in one run against one at a time; record
+    in the metadata what the graph cannot run together, and why."""
+    batch = batch_limit(model, input_shape, output_shape)
+    windows = windows_limit(model, input_shape, output_shape, 1 if batch else 2)
+    for key, reason_key, reason in ((MAX_BATCH_KEY, BATCH_REASON_KEY, batch),
+                                    (MAX_WINDOWS_KEY, WINDOWS_REASON_KEY, windows)):
+        if reason:
+            model.metadata_props.add(key=key, value="1")
+            model.metadata_props.add(key=reason_key, value=reason)
+
+
+def reverse_pass(b: GraphBuilder, fwd: ForwardGraph, reduce: str, rules: dict) -> str:
+    """The detector of every window and path image, and its input gradient [K*N, C, h, w], on
+    K x N items (window-major) reading K-fold tiled copies of the forward pass's activations."""
+    first = len(b.nodes)
+    d, magnitude = append_detector(b, fwd.output_name, "windows", "path", reduce)
+    forward = [Node.from_proto(n) for n in b.nodes]
+    active = active_tensors(forward, fwd.input_name, d, b.dtypes)
+    ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
+    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: vjp_sqrt_zero_safe, **rules})
+    if fwd.input_name not in grads:
+        raise ModelError("the detector does not depend on the input (no gradient reaches it)")
+    b.nodes.append(helper.make_node("Reshape", [d, per_window(b, [-1])], ["detector"], name="lam/detector"))
+    tile_reads(b, first, batched_tensors(fwd.nodes, fwd.batch_axes, fwd.input_name, fwd.output_name), "windows")
+    return grads[fwd.input_name]
+
+
+def per_window(b: GraphBuilder, rest: list[int]) -> str:
+    """A Reshape target [K, *rest]: K, the number of windows, read from the graph input."""
+    count = b.op("Slice", b.op("Shape", "windows"), b.ints([0]), b.ints([1]))
+    return b.op("Concat", count, b.ints(rest), axis=0)
+
+
+def append_outputs(b: GraphBuilder, gradient: str, input_shape: tuple[int, int, int]) -> None:
+    """attribution [K, C, h, w] and contribution [K, N] from the gradient of K x N items."""
+    by_window = b.op("Reshape", gradient, per_window(b, [-1, *input_shape]))
+    weighted = b.op("Mul", by_window, "weights")
+    b.nodes += [
+        helper.make_node("ReduceSum", [weighted, b.ints([1])], ["attribution"], keepdims=0, name="lam/sum"),
+        helper.make_node("ReduceSum", [weighted, b.ints([2, 3, 4])], ["contribution"], keepdims=0,
+                         name="lam/contribution"),
+    ]
 
 
 def assemble(b: GraphBuilder, fwd: ForwardGraph, source: onnx.ModelProto, input_shape, reduce: str):
@@ -103,8 +137,9 @@ def assemble(b: GraphBuilder, fwd: ForwardGraph, source: onnx.ModelProto, input_
     graph = helper.make_graph(
         b.nodes, "lam_attribution",
         inputs=[image("path", ["N", c, h, w]), image("weights", ["N", c, h, w]),
-                helper.make_tensor_value_info("window", onnx.TensorProto.INT64, [4])],
-        outputs=[image("detector", ["N"]), image("attribution", [c, h, w]), image("contribution", ["N"]),
+                helper.make_tensor_value_info("windows", onnx.TensorProto.INT64, ["K", 4])],
+        outputs=[image("detector", ["K", "N"]), image("attribution", ["K", c, h, w]),
+                 image("contribution", ["K", "N"]),
                  image("sr", ["N", c_out, h_out, w_out])],
         initializer=fwd.initializers + b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", fwd.opset)] + fwd.extra_opsets,

@@ -36,9 +36,9 @@ def batch_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int],
     path = rng.random((3, *input_shape), dtype=np.float32)
     weights = rng.standard_normal((3, *input_shape)).astype(np.float32)
     _, height, width = output_shape
-    window = np.array([0, 0, height - 1, width - 1], np.int64)
+    windows = np.array([[0, 0, height - 1, width - 1]], np.int64)
     run = lambda lo, hi: session.run(["detector", "attribution", "contribution"], {
-        "path": path[lo:hi], "weights": weights[lo:hi], "window": window})
+        "path": path[lo:hi], "weights": weights[lo:hi], "windows": windows})
     try:
         single = [run(i, i + 1) for i in range(3)]
     except Exception:  # ORT's exceptions have no common base class
@@ -47,8 +47,8 @@ def batch_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int],
         together = run(0, 3)
     except Exception as e:
         return f"onnxruntime cannot run it at batch 3 ({ort_message(e)})"
-    expected = {"detector": np.concatenate([s[0] for s in single]), "attribution": sum(s[1] for s in single),
-                "contribution": np.concatenate([s[2] for s in single])}
+    expected = {"detector": np.concatenate([s[0] for s in single], -1), "attribution": sum(s[1] for s in single),
+                "contribution": np.concatenate([s[2] for s in single], -1)}
     for (name, want), have in zip(expected.items(), together):
         if np.shape(have) != np.shape(want) or relative_l2(have, want) > TOLERANCE:
             return f"its {name} at batch 3 differs from one path image at a time"

@@ -291,7 +291,7 @@ def follow_batch(graph: ForwardGraph, data: set[str], at_batch_3: dict[str, np.n
             new_nodes, node = tile_constant_operands(graph, node, data, axis, new_nodes)
         new_nodes.append(node)
     graph.nodes = new_nodes
-    graph.batch_axes = axes
+    graph.batch_axes.update(axes)
 
 
 def tripled_axis(out_shape, at_3, default: int) -> int:
@@ -464,6 +464,7 @@ def tile_constant_operands(graph: ForwardGraph, node: onnx.NodeProto, data: set[
                                        before=[1] * axis)
         new_nodes.append(helper.make_node("Tile", [name, repeats], [target], name=target))
         graph.shapes[target], graph.dtypes[target] = shape, graph.dtypes[name]
+        graph.batch_axes[target] = axis  # one copy per item: the reverse pass of K windows tiles it
         if name in graph.values:  # rules read the batch-1 value
             graph.values[target] = graph.values[name]
         node.input[k] = target

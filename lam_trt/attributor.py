@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -22,10 +22,10 @@ from lam_trt.export import GraphOptions, load_source_model
 from lam_trt.images import ImageSource, hr_to_lr, read_image
 from lam_trt.kernels import IntegrationPath, make_path
 from lam_trt.provenance import describe_input, describe_run, pixels_sha256, timestamp
-from lam_trt.result import LAMResult, Run, batch_warnings, output_warnings, window_result
+from lam_trt.result import LAMResult, Run, batch_warnings, output_warnings, window_result, windows_warnings
 from lam_trt.providers import resolve, session_options, session_providers
 from lam_trt.runner import GraphOutputs, GraphRunner, check_forward_fits
-from lam_trt.window import Window, check_window
+from lam_trt.window import Window, check_window, resolve_windows
 
 GraphInfo = dict[str, Any]  # how a runner's graph was got this time (cache hit, seconds, path, warnings)
 
@@ -66,9 +66,10 @@ class Attributor:
                   steps: int = 100, sigma: float = 1.2, kernel_size: int = 9, method: str = "lam",
                   baselines: Optional[np.ndarray] = None, rule: str = "right", hr: bool = False,
                   scale: Optional[int] = None, internal_batch_size: Optional[int] = None,
-                  crop: bool | str = "auto", progress: Any = None,
-                  gap_warning: float = metrics.GAP_WARNING) -> LAMResult:
-        """The attribution of one window of ``image`` (the class docstring says what each argument means)."""
+                  crop: bool | str = "auto", progress: Any = None, gap_warning: float = metrics.GAP_WARNING,
+                  windows: Optional[Sequence[tuple[int, int]]] = None) -> LAMResult | list[LAMResult]:
+        """The attribution of one window of ``image``, or with ``windows`` a list, one per window in
+        order, from one path and one forward pass per path image (the class docstring says more)."""
         check_batch_size(internal_batch_size)
         clock = Clock()
         img, source, hr_image = self.prepare(image, hr, scale)
@@ -76,14 +77,16 @@ class Attributor:
                          rule=rule, stream=self.stream() if device_usable(self.provider) else None)
         clock.lap("load_and_path")
         sr = self.endpoints(img, path, source if hr else None)
-        win = Window.resolve(window, size, sr.shape[1:])
-        region = self.crop(crop, img, sr[0], [win])
+        wins = resolve_windows(window, windows, size, sr.shape[1:])
+        region = self.crop(crop, img, sr[0], wins)
         clock.lap("endpoints")
         runner, info = self.runner(region.cut(img[None])[0].shape[1:])
-        out = self.integrate(runner, region, path, [win], internal_batch_size, progress)
+        out = self.integrate(runner, region, path, wins, internal_batch_size, progress)
         run = self.run_record(img, sr, path, region, runner, info, out, clock, source, hr_image,
                               {"steps": steps, "sigma": sigma, "kernel_size": kernel_size, "rule": rule}, gap_warning)
-        return window_result(run, win.xy_size, out.attribution, out.detector, out.contribution)
+        results = [window_result(run, w.xy_size, out.attribution[k], out.detector[k], out.contribution[k])
+                   for k, w in enumerate(wins)]
+        return results if windows is not None else results[0]
 
     def endpoints(self, img: np.ndarray, path: IntegrationPath, hr_source: Optional[dict[str, Any]]) -> np.ndarray:
         """F(I) and F(I') [2, C', H, W]; with --hr, the model must upscale by the scale given."""
@@ -104,12 +107,12 @@ class Attributor:
 
     def integrate(self, runner: GraphRunner, region: Crop, path: IntegrationPath, windows: list[Window],
                   batch_size: Optional[int], progress: Any) -> GraphOutputs:
-        """The runner's sums over the path, cut to the crop, for the window (in the crop's coordinates)."""
+        """The runner's sums over the path, cut to the crop, per window (in the crop's coordinates)."""
         if batch_size is not None:
             runner.batch_size = batch_size
         points, weights = region.cut(path.points, path.weights)
         scale = runner.output_shape[1] // runner.input_shape[1]
-        return runner.run(points, weights, region.window(windows[0], scale).graph, progress)
+        return runner.run(points, weights, [region.window(w, scale).graph for w in windows], progress)
 
     def run_record(self, img: np.ndarray, sr: np.ndarray, path: IntegrationPath, region: Crop,
                    runner: GraphRunner, info: GraphInfo, out: GraphOutputs, clock: Clock,
@@ -117,11 +120,11 @@ class Attributor:
                    gap_warning: float) -> Run:
         """What the run's windows share: warnings about the model, graph and run, and provenance."""
         warnings = [*output_warnings(img.shape, sr.shape[1:]), *info["warnings"],
-                    *batch_warnings(runner.batch_fallback)]
+                    *batch_warnings(runner.batch_fallback), *windows_warnings(runner.windows_limit, len(out.detector))]
         timings = {**clock.laps, "graph": info["graph_seconds"], "session": info["session_seconds"],
                    "integral": out.seconds}
         timings = {k: timings[k] for k in ("load_and_path", "graph", "session", "endpoints", "integral")}
-        runtime = {"chunks": out.chunks, "threads": self.threads,
+        runtime = {"chunks": out.chunks, "windows": len(out.detector), "threads": self.threads,
                    "precision": "fp16" if self.fp16 and runner.provider == "tensorrt" else "fp32"}
         meta = {"created": timestamp(), "input": source,
                 **describe_run(self.source, runner, {**info, "graph_options": self.graph_options.to_dict()}, path,

@@ -88,7 +88,8 @@ app = typer.Typer(
 
 # Command modules are imported by name so that a missing optional extra (torch, ray) only
 # matters when its command runs, never for `lam-trt attribute`.
-COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "cache", "serve", "study")
+COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "cache", "serve", "study",
+                   "dimap")
 
 
 def _print_version(value: bool) -> None:

@@ -9,14 +9,13 @@ does not synchronise with other streams. Only the final map and per-step values 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from lam_trt.kernels import cuda_available
-from lam_trt.runner import GraphOutputs, GraphRunner, ProgressFn
+from lam_trt.runner import GraphRunner, ProgressFn
 
 
 def device_usable(provider: str) -> bool:
@@ -53,34 +52,33 @@ class DeviceRunner(GraphRunner):
             "trt_profile_max_shapes": shape(self.batch_hint)})
         return [trt, cuda, "CPUExecutionProvider"]
 
-    def run(self, points: Any, weights: Any, window: tuple[int, int, int, int],
-            progress: Optional[ProgressFn] = None) -> GraphOutputs:
+    def run_group(self, points: Any, weights: Any, windows: np.ndarray, progress: Optional[ProgressFn]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         import cupy
 
-        start = time.perf_counter()
+        k, size = len(windows), self.chunk_size(len(windows))
         with self.stream:
             points, weights = cupy.asarray(points, cupy.float32), cupy.asarray(weights, cupy.float32)
             n = len(points)
-            detector = cupy.empty(n, cupy.float32)
-            contribution = cupy.empty(n, cupy.float32)
-            total = cupy.zeros(self.input_shape, cupy.float64)
-            chunk_map = cupy.empty(self.input_shape, cupy.float32)
+            detector, contribution = cupy.empty((k, n), cupy.float32), cupy.empty((k, n), cupy.float32)
+            total = cupy.zeros((k, *self.input_shape), cupy.float64)
+            chunk_map = cupy.empty((k, *self.input_shape), cupy.float32)
             binding = self.session.io_binding()
-            binding.bind_cpu_input("window", np.asarray(window, np.int64))
+            binding.bind_cpu_input("windows", np.ascontiguousarray(windows, np.int64))
             chunks = 0
-            for lo in range(0, n, self.batch_size):
-                hi = min(lo + self.batch_size, n)
+            for lo in range(0, n, size):
+                hi = min(lo + size, n)
+                per_item = [cupy.empty((k, hi - lo), cupy.float32) for _ in range(2)]
                 for name, array in (("path", points[lo:hi]), ("weights", weights[lo:hi])):
                     binding.bind_input(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
-                for name, array in (("detector", detector[lo:hi]), ("contribution", contribution[lo:hi]),
+                for name, array in (("detector", per_item[0]), ("contribution", per_item[1]),
                                     ("attribution", chunk_map)):
                     binding.bind_output(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
                 self.session.run_with_iobinding(binding)
                 total += chunk_map  # queued on the shared stream after ORT's kernels
+                detector[:, lo:hi], contribution[:, lo:hi] = per_item
                 chunks += 1
                 if progress:
                     progress(hi - lo)
             self.stream.synchronize()
-        return GraphOutputs(cupy.asnumpy(detector), cupy.asnumpy(total), cupy.asnumpy(contribution),
-                            time.perf_counter() - start, chunks)
-
+        return cupy.asnumpy(detector), cupy.asnumpy(total), cupy.asnumpy(contribution), chunks

@@ -81,7 +81,8 @@ def describe_run(model: Any, runner: Any, graph: dict[str, Any], path: Any, para
                        "reduce": "sum", **{k: v for k, v in path.params.items() if k not in parameters}},
         "runtime": {"provider": runner.provider, "providers_used": session.get_providers(),
                     "batch_size": runner.batch_size, "batch_fallback": runner.batch_fallback,
-                    "chunks": runtime["chunks"], "threads": runtime["threads"], "precision": runtime["precision"],
+                    "chunks": runtime["chunks"], "windows": runtime["windows"], "threads": runtime["threads"],
+                    "precision": runtime["precision"],
                     "path_generator": path.params.get("generator", "numpy"),
                     "denormals_as_zero": session.get_session_options().get_session_config_entry(
                         "session.set_denormal_as_zero") == "1",

@@ -269,6 +269,15 @@ def batch_warnings(fallback: Optional[str]) -> list[ResultWarning]:
                           f"({fallback}); they ran one at a time (exact, slower)", {"reason": fallback})]
 
 
-__all__ = ["LAMResult", "ResultWarning", "Run", "batch_warnings", "judge", "output_warnings", "window_result", "format_gap", "unique_warnings", "warnings_from_json",
+def windows_warnings(limit: Optional[str], windows: int) -> list[ResultWarning]:
+    """One warning when several windows ran one per run (exact, slower) because the graph cannot
+    run them together."""
+    if not limit or windows < 2:
+        return []
+    return [ResultWarning(BATCH_FALLBACK, f"the attribution graph cannot run several windows at once "
+                          f"({limit}); they ran one at a time (exact, slower)", {"reason": limit})]
+
+
+__all__ = ["LAMResult", "ResultWarning", "Run", "batch_warnings", "windows_warnings", "judge", "output_warnings", "window_result", "format_gap", "unique_warnings", "warnings_from_json",
            "DEGENERATE_WINDOW", "NOTHING_TO_ATTRIBUTE", "COMPLETENESS_GAP", "NO_PATH_INTEGRAL",
            "OUTPUT_NOT_SR_IMAGE", "GRAPH_CACHE_UNAVAILABLE", "BATCH_FALLBACK", "GRADIENT_CAVEAT", "WARNINGS_METADATA_KEY"]

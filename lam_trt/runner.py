@@ -8,7 +8,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -16,7 +16,8 @@ import onnxruntime as ort
 
 from lam_trt import providers as prov
 from lam_trt.errors import InputError, LamTrtWarning, MemoryBudgetError, ModelError
-from lam_trt.export import BATCH_REASON_KEY, EXPORT_WARNINGS_KEY, MAX_BATCH_KEY, SourceModel, ort_message
+from lam_trt.export import (BATCH_REASON_KEY, EXPORT_WARNINGS_KEY, MAX_BATCH_KEY, MAX_WINDOWS_KEY,
+                            WINDOWS_REASON_KEY, SourceModel, ort_message)
 from lam_trt.result import GRADIENT_CAVEAT, WARNINGS_METADATA_KEY, ResultWarning, warnings_from_json
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
@@ -29,9 +30,9 @@ ProgressFn = Callable[[int], None]   # called with the number of path images jus
 
 @dataclass
 class GraphOutputs:
-    detector: np.ndarray        # [N]
-    attribution: np.ndarray     # [C, h, w] float64 accumulation of the chunks
-    contribution: np.ndarray    # [N]
+    detector: np.ndarray        # [K, N]: per window, per path image
+    attribution: np.ndarray     # [K, C, h, w] float64 accumulation of the chunks
+    contribution: np.ndarray    # [K, N]
     seconds: float
     chunks: int
 
@@ -50,6 +51,7 @@ class GraphRunner:
         self.bytes_per_item = int(meta.get("lam_trt.activation_bytes_per_item", 0))
         opts = prov.session_options(threads)
         self.batch_limit = meta.get(BATCH_REASON_KEY) if meta.get(MAX_BATCH_KEY) == "1" else None
+        self.windows_limit = meta.get(WINDOWS_REASON_KEY) if meta.get(MAX_WINDOWS_KEY) == "1" else None
         self.batch_fallback: Optional[str] = None  # why path images run one at a time, if they do
         self.memory_limit = memory_limit(self.provider)
         check_one_fits(self.item_bytes, self.memory_limit, self.input_shape)
@@ -110,17 +112,39 @@ class GraphRunner:
             return 8
         return int(max(1, min(self.max_batch, budget // self.item_bytes)))
 
-    def run(self, points: np.ndarray, weights: np.ndarray, window: tuple[int, int, int, int],
+    def windows_per_run(self) -> int:
+        """Windows whose reverse passes share one run: 1 where the graph cannot run several; else as
+        many as the memory of a full chunk holds (a path image with K windows keeps its forward
+        activations once and K copies' gradients: about (1 + K) x one forward's)."""
+        return 1 if self.windows_limit else max(1, 2 * self.batch_hint - 1)
+
+    def chunk_size(self, windows: int) -> int:
+        """Path images per run with ``windows`` windows: the memory of ``batch_size`` with one."""
+        return max(1, min(self.batch_size, 2 * self.batch_size // (1 + windows)))
+
+    def run(self, points: Any, weights: Any, windows: Sequence[tuple[int, int, int, int]],
             progress: Optional[ProgressFn] = None) -> GraphOutputs:
-        """Sum the weighted input gradients over all points, ``batch_size`` at a time."""
-        win = np.asarray(window, np.int64)
+        """Sum the weighted input gradients over all points for every window (top, left, height,
+        width): windows in groups that fit the memory, each group over the path in chunks."""
+        wins = np.asarray(windows, np.int64).reshape(-1, 4)
+        step = self.windows_per_run()
+        groups = range(0, len(wins), step)
+        tick = scaled_progress(progress, len(groups))
+        start = time.perf_counter()
+        parts = [self.run_group(points, weights, wins[lo:lo + step], tick) for lo in groups]
+        return GraphOutputs(*(np.concatenate([p[i] for p in parts]) for i in range(3)),
+                            time.perf_counter() - start, sum(p[3] for p in parts))
+
+    def run_group(self, points: np.ndarray, weights: np.ndarray, windows: np.ndarray,
+                  progress: Optional[ProgressFn]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(detector [K, N], attribution [K, C, h, w] float64, contribution [K, N], runs) for the
+        K ``windows`` of one run, the path in chunks."""
         detector, contribution = [], []
-        attribution = np.zeros(self.input_shape, np.float64)
-        start, chunks = time.perf_counter(), 0
-        lo = 0
+        attribution = np.zeros((len(windows), *self.input_shape), np.float64)
+        chunks, lo = 0, 0
         while lo < len(points):
-            hi = min(lo + self.batch_size, len(points))
-            outputs = self.run_chunk(points[lo:hi], weights[lo:hi], win)
+            hi = min(lo + self.chunk_size(len(windows)), len(points))
+            outputs = self.run_chunk(points[lo:hi], weights[lo:hi], windows)
             if outputs is None:  # fell back to one path image at a time: this chunk again
                 continue
             detector.append(outputs[0])
@@ -130,29 +154,44 @@ class GraphRunner:
             if progress:
                 progress(hi - lo)
             lo = hi
-        return GraphOutputs(np.concatenate(detector), attribution, np.concatenate(contribution),
-                            time.perf_counter() - start, chunks)
+        return np.concatenate(detector, axis=1), attribution, np.concatenate(contribution, axis=1), chunks
 
-    def run_chunk(self, points: np.ndarray, weights: np.ndarray, window: np.ndarray) -> Optional[list]:
+    def run_chunk(self, points: np.ndarray, weights: np.ndarray, windows: np.ndarray) -> Optional[list]:
         """(detector, attribution, contribution) of one session run; None where several path images
         at once fail or come back with the wrong count (after falling back to one at a time)."""
-        n = len(points)
+        n, k = len(points), len(windows)
         quiet = ort.RunOptions()
         quiet.log_severity_level = 4  # the failure is reported below, in one line
         try:
             d, a, c = self.session.run(["detector", "attribution", "contribution"], {
-                "path": np.ascontiguousarray(points), "weights": np.ascontiguousarray(weights), "window": window},
+                "path": np.ascontiguousarray(points), "weights": np.ascontiguousarray(weights), "windows": windows},
                 quiet)
         except Exception as e:  # ORT's exceptions have no common base class
             problem = f"onnxruntime failed at batch {n} ({ort_message(e)})"
         else:
-            if d.shape == (n,) and c.shape == (n,):
+            if d.shape == (k, n) and c.shape == (k, n):
                 return [d, a, c]
-            problem = f"it returned {d.size} detector values for {n} path images"
+            problem = f"it returned {d.size} detector values for {n} path images and {k} windows"
         if n == 1:
             raise ModelError(f"the attribution graph cannot run: {problem}")
         self.fall_back(problem)
         return None
+
+
+def scaled_progress(progress: Optional[ProgressFn], groups: int) -> Optional[ProgressFn]:
+    """``progress`` counting path images over ``groups`` passes of the path as one pass: whole
+    path images, each reported once the groups have together done that much."""
+    if progress is None or groups == 1:
+        return progress
+    done = [0, 0]  # path images x groups finished, path images reported
+
+    def tick(n: int) -> None:
+        done[0] += n
+        whole = done[0] // groups
+        if whole > done[1]:
+            progress(whole - done[1])
+            done[1] = whole
+    return tick
 
 
 def memory_limit(provider: str = "cpu") -> int:

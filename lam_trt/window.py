@@ -7,6 +7,7 @@ one and gives both, so no caller swaps the order by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
@@ -43,6 +44,28 @@ class Window:
         return Window(self.x + dx, self.y + dy, self.size)
 
 
+def resolve_windows(window: Optional[tuple[int, int]], windows: Optional[Sequence[tuple[int, int]]], size: int,
+                    output_shape: tuple[int, ...]) -> list[Window]:
+    """The checked windows of one call: ``window`` alone (None: centred), or every one of ``windows``
+    ((x, y), or (x, y, size) with a size of its own; at least one; duplicates allowed), a bad one
+    named by its place in the list."""
+    if windows is None:
+        return [Window.resolve(window, size, output_shape)]
+    if window is not None:
+        raise InputError("give either window=(x, y) or windows=[(x, y), ...], not both")
+    windows = list(windows)
+    if not windows:
+        raise InputError("the list of windows is empty: give at least one (x, y)")
+    resolved = []
+    for k, xy in enumerate(windows):
+        try:
+            xy = tuple(xy)
+            resolved.append(Window.resolve(xy[:2], xy[2] if len(xy) == 3 else size, output_shape))
+        except InputError as e:
+            raise InputError(f"window {k + 1} of {len(windows)}: {e}") from None
+    return resolved
+
+
 def centre_window(output_hw: tuple[int, int], size: int) -> tuple[int, int]:
     """(x, y) of the size x size window at the centre of an H x W SR output, kept inside the
     detector map (whose last row and column are not window pixels: the gradient needs a neighbour)."""
@@ -75,4 +98,4 @@ def window_integers(window: tuple[int, int], size: int) -> tuple[int, int, int]:
     return int(values[0]), int(values[1]), int(values[2])
 
 
-__all__ = ["Window", "centre_window", "check_window", "window_integers"]
+__all__ = ["Window", "resolve_windows", "centre_window", "check_window", "window_integers"]

@@ -89,8 +89,8 @@ def build_graph(source: onnx.ModelProto | str | Path, input_shape: tuple[int, in
 
 def run_graph(session: ort.InferenceSession, path: np.ndarray, weights: np.ndarray, window: Window) -> GraphRun:
     feeds = {"path": path.astype(np.float32), "weights": weights.astype(np.float32),
-             "window": np.asarray(window, dtype=np.int64)}
-    d, a, c = session.run(["detector", "attribution", "contribution"], feeds)
+             "windows": np.asarray(window, dtype=np.int64)[None]}
+    d, a, c = (v[0] for v in session.run(["detector", "attribution", "contribution"], feeds))
     n, shape = path.shape[0], path.shape[1:]
     assert d.shape == (n,) and c.shape == (n,) and a.shape == shape, (d.shape, a.shape, c.shape)
     return GraphRun(d, a, c)

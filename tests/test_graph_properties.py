@@ -45,12 +45,12 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
 def test_signature(built):
     graph = built[2].graph
     inputs, outputs = {i.name: i for i in graph.input}, {o.name: o for o in graph.output}
-    assert set(inputs) == {"path", "weights", "window"}
+    assert set(inputs) == {"path", "weights", "windows"}
     assert {"detector", "attribution", "contribution"} <= set(outputs)
     for name in ("path", "weights"):
         assert inputs[name].type.tensor_type.elem_type == TensorProto.FLOAT
         assert isinstance(_dims(inputs[name])[0], str) and _dims(inputs[name])[1:] == list(SHAPE)
-    assert inputs["window"].type.tensor_type.elem_type == TensorProto.INT64 and _dims(inputs["window"]) == [4]
+    assert inputs["windows"].type.tensor_type.elem_type == TensorProto.INT64 and _dims(inputs["windows"]) == ["K", 4]
 
 
 def test_sr_output_is_the_models_output(built, harness):
@@ -58,7 +58,7 @@ def test_sr_output_is_the_models_output(built, harness):
     net, source, graph, session = built
     assert not any(n.op_type == "Identity" and "sr" in n.output for n in graph.graph.node)
     path, weights = harness.random_batch(3, SHAPE, 1)
-    sr = session.run(["sr"], {"path": path, "weights": weights, "window": np.array([2, 2, 8, 8], np.int64)})[0]
+    sr = session.run(["sr"], {"path": path, "weights": weights, "windows": np.array([[2, 2, 8, 8]], np.int64)})[0]
     expected = harness.make_session(source).run(None, {"input": path})[0]
     np.testing.assert_allclose(sr, expected, rtol=1e-6, atol=1e-6)
 

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -103,3 +103,11 @@ def path_points(method: str, steps: int, rule: str) -> int:
     if method in ("grad", "grad-x-input"):
         return 1
     return steps + (rule == "trapezoid")
+
+
+# ---- many windows of one image (issue 14: attribute --windows, dimap) --------------------------------
+WindowsOfImage = Annotated[Optional[str], typer.Option(
+    "--windows", help="Many windows of the image in one run: center, grid:K (K x K evenly spaced) or a CSV file "
+    "of x,y[,size] rows (as batch); one folder per window plus summary.csv and summary.json.")]
+Stride = Annotated[Optional[int], typer.Option(
+    "--stride", help="SR pixels between the corners of neighbouring windows (default: the window size).")]

@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, check_figure_options,
-                                     err_console, out_console, path_points, print_json, stage)
+from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, WindowsOfImage,
+                                     check_figure_options, err_console, out_console, path_points, print_json, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
 
@@ -46,6 +46,7 @@ def attribute_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the fixed draw that replaces random nodes."),
     straight_through: bool = typer.Option(False, "--straight-through", help="Quantisers z + (q - z) whose "
                                           ".detach() the export lost: identity in the reverse pass, as torch."),
+    windows: WindowsOfImage = None,
 ) -> None:
     """Compute the Local Attribution Map of one window of MODEL's output for IMAGE.
 
@@ -53,7 +54,9 @@ def attribute_command(
     Exit codes: 0 done, 2 bad input (one line on stderr, nothing written).
     """
     from lam_trt.attributor import Attributor
+    from lam_trt.commands.windows import report_windows
     from lam_trt.export import GraphOptions
+    from lam_trt.many_windows import spec_windows
     from lam_trt.provenance import command_line
 
     check_figure_options(figure, dpi)
@@ -64,11 +67,14 @@ def attribute_command(
         raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
     attributor = Attributor(model, provider=provider,
                             graph_options=GraphOptions(random_ops.lower(), seed, straight_through))
+    many = None if windows is None else spec_windows(attributor, image, windows, size, hr, scale)
     with stage("path images", path_points(method.lower(), steps, rule)) as advance:
         result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
                                       kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
                                       scale=scale, internal_batch_size=batch_size, progress=advance,
-                                      gap_warning=warn_gap)
+                                      gap_warning=warn_gap, windows=many)
+    if many is not None:
+        return report_windows(result, out, figure.lower(), dpi, str(image), json_out)
     result.meta["command"] = command_line()
     summary = result.save(out, figure=figure.lower(), dpi=dpi, source_image=str(image))
     print_warnings(result.warnings)
