@@ -34,7 +34,7 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-NOT_GRAPH_CODE = {"torch_export.py", "checkpoint.py", "inspect.py", "train_demo.py"}
+NOT_GRAPH_CODE = {"torch_export.py", "checkpoint.py", "model_report.py", "train_demo.py"}
 GRAPH_FORMAT = code_fingerprint()
 
 

@@ -22,7 +22,7 @@ from lam_trt.crop import CropPlan, plan_crop
 from lam_trt.device import GPU_RULES, DeviceRunner, device_blur_path, device_usable
 from lam_trt.errors import InputError, LamTrtError, ModelError
 from lam_trt.export.autodiff import check_differentiable
-from lam_trt.export.inspect import check_accepts, inspect_model
+from lam_trt.export.model_report import check_accepts, inspect_model
 from lam_trt.export.options import WARNINGS_KEY as EXPORT_WARNINGS_KEY, GraphOptions
 from lam_trt.export.source import external_data_files, image_io, load_model, model_sha256, static_dims
 from lam_trt.images import ImageSource, hr_to_lr, read_image

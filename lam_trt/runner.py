@@ -186,7 +186,7 @@ def check_forward_fits(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> 
     c, h, w = image_shape
     if h * w < LARGE_IMAGE:
         return
-    from lam_trt.export.inspect import forward_bytes
+    from lam_trt.export.model_report import forward_bytes
 
     need, limit = forward_bytes(model, (1, c, h, w)), memory_limit()
     if need > limit:

@@ -101,7 +101,7 @@ class ModelInfo:
 
 
 def describe_model(path: str | os.PathLike) -> ModelInfo:
-    from lam_trt.export.inspect import inspect_model
+    from lam_trt.export.model_report import inspect_model
     from lam_trt.export.source import model_sha256
 
     report = inspect_model(path)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from lam_trt.cli import app
 from lam_trt.errors import InputError
-from lam_trt.export.inspect import inspect_model
+from lam_trt.export.model_report import inspect_model
 from lam_trt.export.torch_export import export_onnx
 from lam_trt.export.zoo import build
 

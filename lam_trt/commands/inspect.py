@@ -24,7 +24,7 @@ def inspect(
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     from lam_trt.commands.export import parse_size
-    from lam_trt.export.inspect import inspect_model
+    from lam_trt.export.model_report import inspect_model
 
     report = inspect_model(model, parse_size(size) if size else None)
     if json_output:

@@ -45,7 +45,7 @@ def unique_name(stem: str, taken: dict[str, Any]) -> str:
 
 
 def describe(name: str, path: Path, attributor: Attributor) -> dict[str, Any]:
-    from lam_trt.export.inspect import inspect_model
+    from lam_trt.export.model_report import inspect_model
 
     report = inspect_model(attributor.model)
     return {"name": name, "file": path.name, "scale": report["scale"], "channels": report["channels"],
