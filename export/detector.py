@@ -7,8 +7,7 @@ wherever the reference has no NaN.
 """
 from __future__ import annotations
 
-from lam_trt.export.builder import FLOAT, GraphBuilder
-from lam_trt.export.vjp.shape import INT64_MAX
+from lam_trt.export.builder import FLOAT, INT64_MAX, GraphBuilder, Node
 
 REDUCTIONS = {"sum": "ReduceSum", "mean": "ReduceMean"}
 
@@ -42,3 +41,12 @@ def append_detector(b: GraphBuilder, sr: str, window: str, reduce: str = "sum") 
     d = b.op(REDUCTIONS[reduce], magnitude, b.ints([1, 2, 3]), keepdims=0)
     b.shapes[d], b.dtypes[d] = (n,), FLOAT
     return d, magnitude
+
+
+def vjp_sqrt_zero_safe(b: GraphBuilder, node: Node, grads, needs):
+    """d sqrt(s)/ds := 0 at s = 0 (LAM-SPEC: the detector's sqrt), 0.5/sqrt(s) elsewhere."""
+    y = node.outputs[0]
+    positive = b.op("Greater", y, b.const(0.0))
+    safe_y = b.op("Where", positive, y, b.const(1.0))
+    local = b.op("Where", positive, b.op("Div", b.const(0.5), safe_y), b.const(0.0))
+    return [b.op("Mul", grads[0], local)]

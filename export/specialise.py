@@ -20,8 +20,8 @@ from onnx import helper, numpy_helper
 
 from lam_trt.errors import ModelError
 from lam_trt.export.batch_probe import relative_l2
+from lam_trt.export.builder import one_hot_kernels
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
-from lam_trt.export.vjp.conv import one_hot_kernels
 
 # Ops whose folded operands must line up with the image data along the batch axis (MatMul: on
 # its stacking axes); of these, the broadcasting ones take a size-1 batch axis as it is.

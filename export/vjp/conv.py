@@ -1,19 +1,9 @@
 """Conv and ConvTranspose: each is the other's adjoint with the same weights."""
 from __future__ import annotations
 
-import numpy as np
-
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
 from lam_trt.export.vjp.conv_weights import bias_grad, weight_grad
-
-
-def one_hot_kernels(channels: int, kh: int, kw: int) -> np.ndarray:
-    """[channels * kh * kw, 1, kh, kw]: for each channel, one kernel per window position, holding a
-    single 1. As grouped (transposed) convolution weights they move values between channels and
-    window positions exactly: pixel shuffles, and MaxPool's scatter back to the input."""
-    eye = np.eye(kh * kw, dtype=np.float32).reshape(kh * kw, 1, kh, kw)
-    return np.tile(eye, (channels, 1, 1, 1))
 
 
 def conv_geometry(b: GraphBuilder, node: Node) -> dict:

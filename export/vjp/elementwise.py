@@ -186,12 +186,3 @@ def d_sin(b, x, y):
 @unary("Cos")
 def d_cos(b, x, y):
     return b.op("Neg", b.op("Sin", x))
-
-
-def vjp_sqrt_zero_safe(b: GraphBuilder, node: Node, grads, needs):
-    """d sqrt(s)/ds := 0 at s = 0 (LAM-SPEC: the detector's sqrt), 0.5/sqrt(s) elsewhere."""
-    y = node.outputs[0]
-    positive = b.op("Greater", y, b.const(0.0))
-    safe_y = b.op("Where", positive, y, b.const(1.0))
-    local = b.op("Where", positive, b.op("Div", b.const(0.5), safe_y), b.const(0.0))
-    return [b.op("Mul", grads[0], local)]

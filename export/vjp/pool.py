@@ -4,9 +4,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.builder import GraphBuilder, Node, one_hot_kernels
 from lam_trt.export.vjp import vjp
-from lam_trt.export.vjp.conv import one_hot_kernels
 from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix
 
 

@@ -5,11 +5,8 @@ import numpy as np
 import onnx
 
 from lam_trt.export.accumulate import Placed
-from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.builder import INT64_MAX, GraphBuilder, Node, one_hot_kernels
 from lam_trt.export.vjp import vjp
-from lam_trt.export.vjp.conv import one_hot_kernels
-
-INT64_MAX = np.iinfo(np.int64).max
 
 
 def slice_axis(b: GraphBuilder, x: str, axis: int, start: int, end: int, step: int = 1) -> str:
