@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import onnx
+
 from lam_trt.export.accumulate import Broadcast
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
@@ -30,7 +32,17 @@ def vjp_identity(b, node, grads, needs):
     return [grads[0]] + [None] * (len(node.inputs) - 1)
 
 
-@vjp("Cast")
+HALF = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+
+
+def refuse_half(node: Node, needs: list[bool]) -> str | None:
+    """A gradient through half-precision tensors would keep 8 to 11 significant bits, not float32's 24."""
+    half = HALF.get(int(node.attrs.get("to", 0)))
+    return f"a Cast to {half} puts half precision on the gradient path; export the model in float32" \
+        if half else None
+
+
+@vjp("Cast", refuses=refuse_half)
 def vjp_cast(b, node, grads, needs):
     return [b.op("Cast", grads[0], to=b.dtypes[node.inputs[0]])]
 

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 
 from lam_trt.export.accumulate import Placed
-from lam_trt.export.builder import INT64_MAX, GraphBuilder, Node, one_hot_kernels
+from lam_trt.export.builder import INT64_MAX, GraphBuilder, Node
 from lam_trt.export.vjp import vjp
 
 
@@ -256,15 +256,9 @@ def fold_border(b: GraphBuilder, part: str, rank: int, axis: int, dim: int, widt
 # ---- pixel shuffles ------------------------------------------------------------------------------
 @vjp("DepthToSpace")
 def vjp_depth_to_space(b, node, grads, needs):
-    """DCR: SpaceToDepth is the inverse. CRD (PyTorch's PixelShuffle): a stride-r Conv with one-hot
-    r x r kernels, one group per output channel, gathers each block back into its r*r channels;
-    exact (one product by 1.0 per value) and, unlike SpaceToDepth, multi-threaded in ONNX Runtime."""
-    bs = int(node.attrs["blocksize"])
-    if node.attrs.get("mode", "DCR") == "DCR":
-        return [b.op("SpaceToDepth", grads[0], blocksize=bs)]
-    c = b.shape(node.outputs[0])[1]
-    return [b.op("Conv", grads[0], b.const(one_hot_kernels(c, bs, bs)), kernel_shape=[bs, bs],
-                 strides=[bs, bs], group=c)]
+    """DCR: SpaceToDepth is the inverse. CRD (PyTorch's PixelShuffle) never gets here: specialisation
+    made it a ConvTranspose (specialise.pixel_shuffles_as_convolutions), differentiated as one."""
+    return [b.op("SpaceToDepth", grads[0], blocksize=int(node.attrs["blocksize"]))]
 
 
 @vjp("SpaceToDepth")
