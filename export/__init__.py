@@ -5,7 +5,7 @@ The runtime (``lam_trt/*.py``) uses only what this module exports: the model rea
 """
 from lam_trt.export.attribution_graph import GRAPH_FORMAT, build_attribution_graph, save_attribution_graph
 from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, ort_message
-from lam_trt.export.inspect import inspect_model
+from lam_trt.export.model_report import inspect_model
 from lam_trt.export.model import ReceptiveField, SourceModel, load_source_model
 from lam_trt.export.options import WARNINGS_KEY as EXPORT_WARNINGS_KEY, GraphOptions
 from lam_trt.export.source import image_io, load_onnx, model_sha256, static_dims

@@ -1,9 +1,7 @@
 """build_attribution_graph: the user's network + the LAM detector + its input gradient, as ONNX."""
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,11 +10,11 @@ from onnx import helper
 from lam_trt.errors import InputError, ModelError
 from lam_trt.export.autodiff import active_tensors, backpropagate
 from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, batch_limit
-from lam_trt.export.vjp.elementwise import vjp_sqrt_zero_safe
 from lam_trt.export.builder import FLOAT, GraphBuilder, Node
 from lam_trt.export.reverse_batch import batched_tensors, tile_reads
-from lam_trt.export.detector import REDUCTIONS, append_detector
+from lam_trt.export.detector import REDUCTIONS, append_detector, vjp_sqrt_zero_safe
 from lam_trt.export.gradient_audit import audit, straight_through_rules
+from lam_trt.export.graph_format import code_fingerprint
 from lam_trt.export.options import GraphOptions, graph_notes
 from lam_trt.export.ort_check import blame_export
 from lam_trt.export.random_ops import with_fixed_random_ops
@@ -24,19 +22,6 @@ from lam_trt.export.source import load_onnx, model_sha256
 from lam_trt.export.specialise import ForwardGraph, specialise
 from lam_trt.export.window_probe import MAX_WINDOWS_KEY, WINDOWS_REASON_KEY, windows_limit
 
-def code_fingerprint() -> str:
-    """A hash of the code that shapes an attribution graph: any change to a rule, the detector or
-    the specialisation gives new cache keys, so no cache serves a graph an older lam-trt built."""
-    here = Path(__file__).resolve().parent
-    sources = sorted([*here.glob("*.py"), *(here / "vjp").glob("*.py")])
-    digest = hashlib.sha256()
-    for source in sources:
-        if source.name not in NOT_GRAPH_CODE:
-            digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-NOT_GRAPH_CODE = {"torch_export.py", "checkpoint.py", "inspect.py", "train_demo.py"}
 GRAPH_FORMAT = code_fingerprint()
 
 

@@ -16,6 +16,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 FLOAT = onnx.TensorProto.FLOAT
+INT64_MAX = np.iinfo(np.int64).max  # a Slice end meaning "to the end"
+# Ops whose outputs depend on their input's shape only, never on its values: specialisation folds
+# them, they carry no gradient (part of vjp.NON_DIFFERENTIABLE) and have no receptive field.
+SHAPE_READERS = frozenset({"Shape", "Size"})
 
 
 @dataclass
@@ -167,3 +171,11 @@ class GraphBuilder:
             return grad
         summed = self.reduce_sum(grad, axes, keepdims=True)
         return self.reshape_like(summed, operand) if lead else summed
+
+
+def one_hot_kernels(channels: int, kh: int, kw: int) -> np.ndarray:
+    """[channels * kh * kw, 1, kh, kw]: for each channel, one kernel per window position, holding a
+    single 1. As grouped (transposed) convolution weights they move values between channels and
+    window positions exactly: pixel shuffles, and MaxPool's scatter back to the input."""
+    eye = np.eye(kh * kw, dtype=np.float32).reshape(kh * kw, 1, kh, kw)
+    return np.tile(eye, (channels, 1, 1, 1))

@@ -9,8 +9,7 @@ image n seen through window k), so every window seeds its own gradient in one ba
 """
 from __future__ import annotations
 
-from lam_trt.export.builder import FLOAT, GraphBuilder
-from lam_trt.export.vjp.shape import INT64_MAX
+from lam_trt.export.builder import FLOAT, INT64_MAX, GraphBuilder, Node
 
 REDUCTIONS = ("sum", "mean")
 
@@ -87,3 +86,12 @@ def scalar(b: GraphBuilder, value: int) -> str:
 
 def axis_size(b: GraphBuilder, shape: str, axis: int) -> str:
     return b.op("Squeeze", b.op("Slice", shape, b.ints([axis]), b.ints([axis + 1])), b.ints([0]))
+
+
+def vjp_sqrt_zero_safe(b: GraphBuilder, node: Node, grads, needs):
+    """d sqrt(s)/ds := 0 at s = 0 (LAM-SPEC: the detector's sqrt), 0.5/sqrt(s) elsewhere."""
+    y = node.outputs[0]
+    positive = b.op("Greater", y, b.const(0.0))
+    safe_y = b.op("Where", positive, y, b.const(1.0))
+    local = b.op("Where", positive, b.op("Div", b.const(0.5), safe_y), b.const(0.0))
+    return [b.op("Mul", grads[0], local)]

@@ -17,7 +17,8 @@ from typing import Optional
 import onnx
 
 from lam_trt.export.autodiff import check_differentiable
-from lam_trt.export.inspect import check_accepts, forward_bytes, inspect_model
+from lam_trt.export.model_report import check_accepts, forward_bytes
+from lam_trt.export.receptive_field import receptive_field
 from lam_trt.export.source import external_data_files, image_io, load_onnx, model_sha256, static_dims
 
 ReceptiveField = Optional[float | str]  # LR pixels, "global" for whole-image operations, None if unknown
@@ -53,11 +54,6 @@ class SourceModel:
         if size not in self._fields:
             self._fields[size] = receptive_field(self.proto, size)
         return self._fields[size]
-
-
-def receptive_field(model: onnx.ModelProto, size: tuple[int, int]) -> ReceptiveField:
-    # h-ops provides receptive_field (lam_trt.export.receptive_field) without the full report
-    return inspect_model(model, size=size)["receptive_field"]
 
 
 def load_source_model(model: str | os.PathLike | onnx.ModelProto) -> SourceModel:

@@ -256,9 +256,7 @@ def _fp16_model() -> onnx.ModelProto:
 
 @pytest.mark.parametrize("make, missing", [
     (_if_model, "If"),
-    pytest.param(_fp16_model, "Cast", marks=pytest.mark.xfail(
-        reason="float16 inside the graph: needs the single differentiable-op list (h-rules, "
-               "export/autodiff.unsupported_nodes)", strict=False)),
+    (_fp16_model, "Cast"),
 ])
 def test_inspect_names_what_attribute_refuses(make, missing: str, files, tmp_path: Path) -> None:
     path = tmp_path / "m.onnx"

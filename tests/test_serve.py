@@ -22,7 +22,7 @@ from typer.testing import CliRunner  # noqa: E402
 from lam_trt.attributor import Attributor  # noqa: E402
 from lam_trt.cli import app as cli_app  # noqa: E402
 from lam_trt.commands.demo import demo_files  # noqa: E402
-from lam_trt.export.inspect import inspect_model  # noqa: E402
+from lam_trt.export.model_report import inspect_model  # noqa: E402
 from lam_trt.serve.app import create_app  # noqa: E402
 from lam_trt.serve.models import load_models  # noqa: E402
 from lam_trt.serve.uploads import Limits  # noqa: E402

@@ -211,7 +211,7 @@ EXPORTED: list[Case] = [
     case("Pad-constant-negative", "Pad", fn(lambda m, x: F.pad(x, (-1, 2, 1, -2)))),
     case("Pad-reflect", "Pad", fn(lambda m, x: F.pad(x, (2, 1, 1, 3), mode="reflect"))),
     case("Pad-edge", "Pad", fn(lambda m, x: F.pad(x, (1, 2, 3, 0), mode="replicate"))),
-    case("DepthToSpace-CRD", "DepthToSpace", lambda: nn.PixelShuffle(2), (12, 4, 4)),
+    case("PixelShuffle-as-ConvTranspose", "DepthToSpace", lambda: nn.PixelShuffle(2), (12, 4, 4)),
     # Resize
     case("Resize-nearest-x2", "Resize", fn(lambda m, x: F.interpolate(x, scale_factor=2, mode="nearest")), (3, 6, 6)),
     case("Resize-nearest-x3", "Resize", fn(lambda m, x: F.interpolate(x, scale_factor=3, mode="nearest")), (3, 5, 4)),
@@ -506,7 +506,7 @@ OPSET11 = ["Conv-stride2", "Clip-relu6", "Unsqueeze-Squeeze", "Split-uneven", "R
            "Pad-reflect", "Resize-bilinear-x2", "Resize-nearest-size", "Softmax-channels", "Slice-step2",
            "Gather-channels-repeated"]
 # opset 18 moved Split sizes, Pad axes and every Reduce* axes to inputs
-DYNAMO = ["Conv-groups2", "DepthToSpace-CRD", "Resize-bilinear-x2", "Resize-bicubic-x2", "LayerNormalization-width",
+DYNAMO = ["Conv-groups2", "PixelShuffle-as-ConvTranspose", "Resize-bilinear-x2", "Resize-bicubic-x2", "LayerNormalization-width",
           "ReduceMean-HW-keepdims", "ReduceSum-channels-keepdims", "ReduceL2-HW", "Softmax-width", "Split-uneven",
           "Pad-reflect"]
 FIXED = ["Conv-3x3", "Reshape-mix-channels", "Gemm-linear", "Resize-bilinear-x1.5", "Softmax-width",

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import onnx
+
 from lam_trt.export.accumulate import Broadcast
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.vjp import vjp
@@ -30,7 +32,17 @@ def vjp_identity(b, node, grads, needs):
     return [grads[0]] + [None] * (len(node.inputs) - 1)
 
 
-@vjp("Cast")
+HALF = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+
+
+def refuse_half(node: Node, needs: list[bool]) -> str | None:
+    """A gradient through half-precision tensors would keep 8 to 11 significant bits, not float32's 24."""
+    half = HALF.get(int(node.attrs.get("to", 0)))
+    return f"a Cast to {half} puts half precision on the gradient path; export the model in float32" \
+        if half else None
+
+
+@vjp("Cast", refuses=refuse_half)
 def vjp_cast(b, node, grads, needs):
     return [b.op("Cast", grads[0], to=b.dtypes[node.inputs[0]])]
 
@@ -186,12 +198,3 @@ def d_sin(b, x, y):
 @unary("Cos")
 def d_cos(b, x, y):
     return b.op("Neg", b.op("Sin", x))
-
-
-def vjp_sqrt_zero_safe(b: GraphBuilder, node: Node, grads, needs):
-    """d sqrt(s)/ds := 0 at s = 0 (LAM-SPEC: the detector's sqrt), 0.5/sqrt(s) elsewhere."""
-    y = node.outputs[0]
-    positive = b.op("Greater", y, b.const(0.0))
-    safe_y = b.op("Where", positive, y, b.const(1.0))
-    local = b.op("Where", positive, b.op("Div", b.const(0.5), safe_y), b.const(0.0))
-    return [b.op("Mul", grads[0], local)]

@@ -3,8 +3,8 @@ one grouped Conv whose one-hot kernels copy each block position into its own cha
 product by 1.0 per value), in the C-major, then block-position order both ops use."""
 from __future__ import annotations
 
+from lam_trt.export.builder import one_hot_kernels
 from lam_trt.export.vjp import vjp
-from lam_trt.export.vjp.conv import one_hot_kernels
 
 
 @vjp("Col2Im")

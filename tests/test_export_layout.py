@@ -1,0 +1,66 @@
+"""How export/ hangs together: earlier stages import no rule module, and the graph-cache key follows the
+modules the graph builder imports."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from lam_trt.export.graph_format import code_fingerprint, graph_modules, imported_modules
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPORT = ROOT / "export"
+RULES = EXPORT / "vjp"
+RULE_MODULES = {p.stem for p in RULES.glob("*.py")} - {"__init__"}
+# the registry (export/vjp/__init__.py) and the reverse-mode pass may import rule modules
+MAY_IMPORT_RULES = {RULES / "__init__.py", EXPORT / "autodiff.py"}
+
+
+def package_of(path: Path) -> str:
+    """The package a source file belongs to, by the install mapping (export/ is lam_trt.export)."""
+    parts = list(path.relative_to(ROOT).parent.parts)
+    if parts and parts[0] in ("export", "kernels"):
+        parts = ["lam_trt"] + parts
+    return ".".join(parts)
+
+
+def test_no_module_outside_the_rules_imports_a_rule_module() -> None:
+    sources = [p for folder in ("export", "lam_trt", "kernels") for p in (ROOT / folder).rglob("*.py")]
+    assert EXPORT / "specialise.py" in sources and RULES / "conv.py" in sources
+    offenders = []
+    for path in sources:
+        if path.parent == RULES or path in MAY_IMPORT_RULES:
+            continue
+        rules = {m for m in imported_modules(path, package_of(path))
+                 if m.startswith("lam_trt.export.vjp.") and m.split(".")[3] in RULE_MODULES}
+        offenders += [f"{path.relative_to(ROOT)} imports {m}" for m in sorted(rules)]
+    assert not offenders, offenders
+
+
+def test_the_import_check_sees_rule_imports(tmp_path: Path) -> None:
+    """The check above can fail: both import forms of a rule module are seen, at any depth."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from lam_trt.export.vjp.conv import vjp_conv\n"
+                      "from lam_trt.export.vjp import shape\n")
+    found = imported_modules(source, "lam_trt.export")
+    assert {"lam_trt.export.vjp.conv", "lam_trt.export.vjp.shape"} <= found
+
+
+def test_graph_modules_are_the_builders_imports() -> None:
+    modules = graph_modules(EXPORT)
+    assert {"attribution_graph", "autodiff", "specialise", "detector", "source", "vjp", "vjp.conv",
+            "vjp.conv_weights", "vjp.separable"} <= set(modules)
+    assert not {"model_report", "receptive_field", "torch_export", "checkpoint", "train", "train_demo"} & set(modules)
+
+
+def test_cache_key_follows_the_builders_code(tmp_path: Path) -> None:
+    """Editing a module the builder never imports keeps the key; editing a rule module changes it."""
+    copy = tmp_path / "export"
+    shutil.copytree(EXPORT, copy, ignore=shutil.ignore_patterns("__pycache__", "zoo"))
+    key = code_fingerprint(copy)
+    assert key == code_fingerprint(EXPORT)
+    with open(copy / "model_report.py", "a") as f:
+        f.write("\n# an edit the graph builder never sees\n")
+    assert code_fingerprint(copy) == key
+    with open(copy / "vjp" / "conv.py", "a") as f:
+        f.write("\n# an edit to a rule\n")
+    assert code_fingerprint(copy) != key
