@@ -2,50 +2,44 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, check_figure_options,
-                                     err_console, out_console, path_points, print_json, stage)
+from lam_trt.commands._common import (FIGURE_DPI, BatchSize, Crop, FigureDpi, FigureFormat, Hr, JsonOut,
+                                     KernelSize, Method, MethodOption, ModelArg, OutDir, Provider, ProviderOption,
+                                     RandomOps, Rule, RuleOption, Scale, Seed, Sigma, Size, Steps, StraightThrough,
+                                     Threads, WarnGap, WindowXY,
+                                     check_batch_size, check_figure_options, err_console, out_console, path_points,
+                                     print_json, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
 
 
-def register(app: typer.Typer) -> None:
-    app.command("attribute")(attribute_command)
-
-
 def attribute_command(
-    model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
+    model: ModelArg,
     image: Path = typer.Argument(..., help="The model's LR input (or an HR image with --hr)."),
-    window: Optional[tuple[int, int]] = typer.Option(None, "--window", help="X Y: column and row of the window's "
-                                                     "top-left corner in SR-output pixels (default: centred)."),
-    size: int = typer.Option(16, help="Window size in SR-output pixels."),
-    steps: int = typer.Option(100, help="Path steps (the paper uses 100; the authors' notebook 50)."),
-    sigma: float = typer.Option(1.2, help="Blur of the baseline."),
-    kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
-    method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
-    rule: str = typer.Option("right", help=f"Quadrature rule: {', '.join(RULES)} (right = reference)."),
-    hr: bool = typer.Option(False, "--hr", help="IMAGE is an HR image: downscale it by the model's scale "
-                            "first (recorded in result.json)."),
-    scale: Optional[int] = typer.Option(None, help="With --hr: the scale to downscale by; must match the "
-                                        "model's (default: the model's own)."),
-    warn_gap: float = typer.Option(0.05, "--warn-gap", help="Warn when the |relative completeness gap| "
-                                   "is above this ratio."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Path images per run "
-                                             "(default: from a memory budget)."),
-    out: Path = typer.Option(Path("lam-out"), "--out", help="Output folder."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    window: WindowXY = None,
+    size: Size = 16,
+    steps: Steps = 100,
+    sigma: Sigma = 1.2,
+    kernel_size: KernelSize = 9,
+    method: MethodOption = Method("lam"),
+    rule: RuleOption = Rule("right"),
+    hr: Hr = False,
+    scale: Scale = None,
+    warn_gap: WarnGap = 0.05,
+    provider: ProviderOption = Provider("auto"),
+    threads: Threads = None,
+    crop: Crop = True,
+    batch_size: BatchSize = None,
+    out: OutDir = Path("lam-out"),
+    json_out: JsonOut = False,
     figure: FigureFormat = "png",
     dpi: FigureDpi = FIGURE_DPI,
-    random_ops: str = typer.Option("seeded", "--random-ops", help="Random nodes (noise injection): one fixed "
-                                   "draw ('seeded', from --seed) or 'zeros'."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the fixed draw that replaces random nodes."),
-    straight_through: bool = typer.Option(False, "--straight-through", help="Quantisers z + (q - z) whose "
-                                          ".detach() the export lost: identity in the reverse pass, as torch."),
+    random_ops: RandomOps = "seeded",
+    seed: Seed = 0,
+    straight_through: StraightThrough = False,
 ) -> None:
     """Compute the Local Attribution Map of one window of MODEL's output for IMAGE.
 
@@ -56,19 +50,14 @@ def attribute_command(
     from lam_trt.export.options import GraphOptions
     from lam_trt.provenance import command_line
 
-    check_figure_options(figure, dpi)
-    check_out_dir(out)
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
-    if not warn_gap >= 0:
-        raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
-    attributor = Attributor(model, provider=provider,
-                            graph_options=GraphOptions(random_ops.lower(), seed, straight_through))
-    with stage("path images", path_points(method.lower(), steps, rule)) as advance:
+    check_before_work(out, figure, dpi, batch_size, warn_gap)
+    graph_options = GraphOptions(random_ops.lower(), seed, straight_through)
+    attributor = Attributor(model, provider=provider.value, threads=threads, graph_options=graph_options)
+    with stage("path images", path_points(method.value, steps, rule.value)) as advance:
         result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
-                                      kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
+                                      kernel_size=kernel_size, method=method.value, rule=rule.value, hr=hr,
                                       scale=scale, internal_batch_size=batch_size, progress=advance,
-                                      gap_warning=warn_gap)
+                                      gap_warning=warn_gap, crop="auto" if crop else False)
     result.meta["command"] = command_line()
     summary = result.save(out, figure=figure.lower(), dpi=dpi, source_image=str(image))
     print_warnings(result.warnings)
@@ -76,6 +65,15 @@ def attribute_command(
         print_json(summary)
     else:
         print_summary(summary, out)
+
+
+def check_before_work(out: Path, figure: str, dpi: int, batch_size: int | None, warn_gap: float) -> None:
+    """The options no attribution can run with, refused before any work."""
+    check_figure_options(figure, dpi)
+    check_out_dir(out)
+    check_batch_size(batch_size)
+    if not warn_gap >= 0:
+        raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
 
 
 def print_warnings(warnings) -> None:
@@ -87,7 +85,7 @@ def print_warnings(warnings) -> None:
 
 
 def print_summary(summary: dict, out: Path) -> None:
-    from lam_trt.result import format_gap
+    from lam_trt.metrics import format_gap
 
     w = summary["window"]
     di, gini = summary["diffusion_index"], summary["gini"]

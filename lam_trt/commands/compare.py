@@ -2,35 +2,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from lam_trt.commands._common import (FIGURE_DPI, METHODS, FigureDpi, FigureFormat, check_figure_options,
-                                     out_console, path_points, print_json, stage)
+from lam_trt.commands._common import (FIGURE_DPI, Crop, FigureDpi, FigureFormat, Hr, JsonOut, KernelSize, Method,
+                                     MethodOption, OutDir, Provider, ProviderOption, Rule, RuleOption, Scale, Sigma,
+                                     Size, Steps, Threads, WindowXY, check_figure_options, out_console, path_points,
+                                     print_json, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
-
-
-def register(app: typer.Typer) -> None:
-    app.command("compare")(compare_command)
 
 
 def compare_command(
     paths: list[Path] = typer.Argument(..., metavar="MODEL1 MODEL2 ... IMAGE",
                                        help="Two or more ONNX SR models of one scale, then the LR image."),
-    window: Optional[tuple[int, int]] = typer.Option(None, "--window", help="X Y: column and row of the window's "
-                                                     "top-left corner in SR-output pixels (default: centred)."),
-    size: int = typer.Option(16, help="Window size in SR-output pixels."),
-    steps: int = typer.Option(100, help="Path steps."),
-    sigma: float = typer.Option(1.2, help="Blur of the baseline."),
-    kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
-    method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
+    window: WindowXY = None,
+    size: Size = 16,
+    steps: Steps = 100,
+    sigma: Sigma = 1.2,
+    kernel_size: KernelSize = 9,
+    method: MethodOption = Method("lam"),
+    rule: RuleOption = Rule("right"),
+    hr: Hr = False,
+    scale: Scale = None,
+    provider: ProviderOption = Provider("auto"),
+    threads: Threads = None,
+    crop: Crop = True,
     mass: float = typer.Option(0.5, help="Area of interest: a model uses the top pixels holding this "
                                "share of its |map|."),
-    out: Path = typer.Option(Path("lam-compare"), "--out", help="Output folder."),
-    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    out: OutDir = Path("lam-compare"),
+    json_out: JsonOut = False,
     figure: FigureFormat = "png",
     dpi: FigureDpi = FIGURE_DPI,
 ) -> None:
@@ -42,10 +44,11 @@ def compare_command(
     if len(paths) < 3:
         raise InputError("give at least two models and then the image: MODEL1 MODEL2 ... IMAGE")
     *models, image = paths
-    points = path_points(method.lower(), steps, "right")
+    points = path_points(method.value, steps, rule.value)
     comparison = compare_models(models, image, window, size=size, steps=steps, sigma=sigma,
-                                kernel_size=kernel_size, method=method.lower(), provider=provider, mass=mass,
-                                stage=lambda name: stage(f"path images of {name}", points))
+                                kernel_size=kernel_size, method=method.value, provider=provider.value, mass=mass,
+                                stage=lambda name: stage(f"path images of {name}", points), rule=rule.value,
+                                hr=hr, scale=scale, threads=threads, crop="auto" if crop else False)
     summary = write_comparison(comparison, out, figure=figure.lower(), dpi=dpi)
     if json_out:
         print_json(summary)
