@@ -144,3 +144,12 @@ def test_demo_refuses_a_bad_figure_option_before_any_work(tmp_path):
     for option, value in (("--format", "gif"), ("--dpi", 0)):
         res = invoke("demo", option, value, "--out", tmp_path / "bad")
         assert res.exit_code == 2 and option in res.stderr and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("extra", [{}, {"rule": "trapezoid", "hr": True, "scale": 2, "crop": False}])
+def test_batch_parameters_reach_ray_workers_whole(extra):
+    """Ray workers rebuild the parameters from run.json's dict: every option survives the trip."""
+    from lam_trt.batch import BatchParams, WindowSpec
+
+    params = BatchParams(WindowSpec.parse("grid:2"), size=8, steps=3, **extra)
+    assert BatchParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params

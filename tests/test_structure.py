@@ -6,8 +6,6 @@ import ast
 from collections.abc import Collection
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 # source folder -> the package name it is installed as (pyproject.toml's package-dir)
 PACKAGES = {"lam_trt": "lam_trt", "export": "lam_trt.export", "kernels": "lam_trt.kernels"}

@@ -7,6 +7,10 @@ keyed by the image's resolved path and content sha256, so one file named two way
 a changed file is computed again. A bad image or window becomes a row with its error: the batch never
 stops for one; rows that failed for an environment reason (error_kind "environment": no memory, an
 unusable provider) are retried by the next run, whose row then stands in their place.
+
+inputs (the images), windows (which windows of each), rows (one row, its parameters, which rows
+stand), results_log (the file), gates (summary and QA gates), run (plan, then run: locally or, through
+lam_trt.scaleout, on Ray).
 """
 
 from lam_trt.batch.gates import Gates, summarise

@@ -4,10 +4,15 @@ printing and consoles that never wrap a value when piped (errors: the boundary i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
 import json
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -120,17 +125,83 @@ FigureFormat = Annotated[str, typer.Option("--format", help=f"Figures as {', '.j
 FigureDpi = Annotated[int, typer.Option("--dpi", help="Figure resolution in dots per inch.")]
 
 
-def check_figure_options(figure: str, dpi: int) -> None:
-    """Refuse bad figure options before any work (the writer checks again, for the API)."""
-    if figure.lower() not in FIGURE_FORMATS:
-        raise InputError(f"--format must be one of {', '.join(FIGURE_FORMATS)}, got {figure!r}")
-    if not 10 <= dpi <= 1200:
-        raise InputError(f"--dpi must be between 10 and 1200, got {dpi}")
-
-
 def check_batch_size(batch_size: int | None) -> None:
     if batch_size is not None and batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+
+
+# ------------------------------------------------------------------------------------- option groups
+
+@dataclass(frozen=True)
+class AttributionOptions:
+    """The options of every command that attributes a window (attribute, batch, compare): one
+    parameter of the command (see ``option_groups``), the same names, order and defaults in each."""
+
+    size: Size = 16
+    steps: Steps = 100
+    sigma: Sigma = 1.2
+    kernel_size: KernelSize = 9
+    method: MethodOption = Method("lam")
+    rule: RuleOption = Rule("right")
+    hr: Hr = False
+    scale: Scale = None
+    provider: ProviderOption = Provider("auto")
+    threads: Threads = None
+    crop: Crop = True
+
+    def attribution(self) -> dict[str, Any]:
+        """The keyword arguments of ``Attributor.attribute`` (and ``compare_models``) these set."""
+        return {"size": self.size, "steps": self.steps, "sigma": self.sigma, "kernel_size": self.kernel_size,
+                "method": self.method.value, "rule": self.rule.value, "hr": self.hr, "scale": self.scale,
+                "crop": "auto" if self.crop else False}
+
+    @property
+    def path_points(self) -> int:
+        return path_points(self.method.value, self.steps, self.rule.value)
+
+
+@dataclass(frozen=True)
+class FigureOptions:
+    """The figure options of every command that draws (attribute, compare, demo)."""
+
+    figure: FigureFormat = "png"
+    dpi: FigureDpi = FIGURE_DPI
+
+    def check(self) -> None:
+        """Refuse bad figure options before any work (the writer checks again, for the API)."""
+        if self.figure.lower() not in FIGURE_FORMATS:
+            raise InputError(f"--format must be one of {', '.join(FIGURE_FORMATS)}, got {self.figure!r}")
+        if not 10 <= self.dpi <= 1200:
+            raise InputError(f"--dpi must be between 10 and 1200, got {self.dpi}")
+
+    def save_kwargs(self) -> dict[str, Any]:
+        return {"figure": self.figure.lower(), "dpi": self.dpi}
+
+
+def option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator of a command: each parameter typed as an option group (a dataclass of Annotated
+    options, above) stands for the group's fields in typer's eyes, in its place, and reaches the
+    command as one object. So a group's options are declared, ordered and defaulted once."""
+    signature = inspect.signature(command, eval_str=True)
+    groups = {p.name: p.annotation for p in signature.parameters.values() if dataclasses.is_dataclass(p.annotation)}
+    shown: list[inspect.Parameter] = []
+    for p in signature.parameters.values():
+        if p.name not in groups:
+            shown.append(p)
+            continue
+        hints = typing.get_type_hints(groups[p.name], include_extras=True)
+        shown += [inspect.Parameter(f.name, p.kind, default=f.default, annotation=hints[f.name])
+                  for f in dataclasses.fields(groups[p.name])]
+
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        for name, group in groups.items():
+            values[name] = group(**{f.name: values.pop(f.name) for f in dataclasses.fields(group)})
+        return command(**values)
+
+    run.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in shown}
+    return run
 
 
 err_console = PipeConsole(stderr=True, highlight=False)

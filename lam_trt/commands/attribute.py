@@ -6,37 +6,24 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from lam_trt.commands._common import (FIGURE_DPI, BatchSize, Crop, FigureDpi, FigureFormat, Hr, JsonOut,
-                                     KernelSize, Method, MethodOption, ModelArg, OutDir, Provider, ProviderOption,
-                                     RandomOps, Rule, RuleOption, Scale, Seed, Sigma, Size, Steps, StraightThrough,
-                                     Threads, WarnGap, WindowXY,
-                                     check_batch_size, check_figure_options, err_console, out_console, path_points,
-                                     print_json, stage)
+from lam_trt.commands._common import (AttributionOptions, BatchSize, FigureOptions, JsonOut, ModelArg, OutDir,
+                                     RandomOps, Seed, StraightThrough, WarnGap, WindowXY, check_batch_size,
+                                     err_console, option_groups, out_console, print_json, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
 
 
+@option_groups
 def attribute_command(
     model: ModelArg,
     image: Path = typer.Argument(..., help="The model's LR input (or an HR image with --hr)."),
     window: WindowXY = None,
-    size: Size = 16,
-    steps: Steps = 100,
-    sigma: Sigma = 1.2,
-    kernel_size: KernelSize = 9,
-    method: MethodOption = Method("lam"),
-    rule: RuleOption = Rule("right"),
-    hr: Hr = False,
-    scale: Scale = None,
+    options: AttributionOptions = AttributionOptions(),
     warn_gap: WarnGap = 0.05,
-    provider: ProviderOption = Provider("auto"),
-    threads: Threads = None,
-    crop: Crop = True,
     batch_size: BatchSize = None,
     out: OutDir = Path("lam-out"),
     json_out: JsonOut = False,
-    figure: FigureFormat = "png",
-    dpi: FigureDpi = FIGURE_DPI,
+    figures: FigureOptions = FigureOptions(),
     random_ops: RandomOps = "seeded",
     seed: Seed = 0,
     straight_through: StraightThrough = False,
@@ -50,30 +37,23 @@ def attribute_command(
     from lam_trt.export.options import GraphOptions
     from lam_trt.provenance import command_line
 
-    check_before_work(out, figure, dpi, batch_size, warn_gap)
-    graph_options = GraphOptions(random_ops.lower(), seed, straight_through)
-    attributor = Attributor(model, provider=provider.value, threads=threads, graph_options=graph_options)
-    with stage("path images", path_points(method.value, steps, rule.value)) as advance:
-        result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
-                                      kernel_size=kernel_size, method=method.value, rule=rule.value, hr=hr,
-                                      scale=scale, internal_batch_size=batch_size, progress=advance,
-                                      gap_warning=warn_gap, crop="auto" if crop else False)
+    figures.check()
+    check_out_dir(out)
+    check_batch_size(batch_size)
+    if not warn_gap >= 0:
+        raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
+    attributor = Attributor(model, provider=options.provider.value, threads=options.threads,
+                            graph_options=GraphOptions(random_ops.lower(), seed, straight_through))
+    with stage("path images", options.path_points) as advance:
+        result = attributor.attribute(image, window=window, **options.attribution(), internal_batch_size=batch_size,
+                                      progress=advance, gap_warning=warn_gap)
     result.meta["command"] = command_line()
-    summary = result.save(out, figure=figure.lower(), dpi=dpi, source_image=str(image))
+    summary = result.save(out, **figures.save_kwargs(), source_image=str(image))
     print_warnings(result.warnings)
     if json_out:
         print_json(summary)
     else:
         print_summary(summary, out)
-
-
-def check_before_work(out: Path, figure: str, dpi: int, batch_size: int | None, warn_gap: float) -> None:
-    """The options no attribution can run with, refused before any work."""
-    check_figure_options(figure, dpi)
-    check_out_dir(out)
-    check_batch_size(batch_size)
-    if not warn_gap >= 0:
-        raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
 
 
 def print_warnings(warnings) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from lam_trt.commands._common import (Crop, Hr, JsonOut, KernelSize, Method, MethodOption, ModelArg, OutDir,
-                                     Provider, ProviderOption, Rule, RuleOption, Scale, Sigma, Size, Steps, Threads,
-                                     WindowsPerImage, err_console, out_console, print_json, stage)
+from lam_trt.commands._common import (AttributionOptions, JsonOut, ModelArg, OutDir, WindowsPerImage, err_console,
+                                     option_groups, out_console, print_json, stage)
 from lam_trt.errors import GateError
 from lam_trt.io import check_out_dir
 
@@ -34,21 +33,12 @@ RayAddress = Annotated[Optional[str], typer.Option("--ray-address", metavar="ADD
                                                    "cluster (implies --ray).")]
 
 
+@option_groups
 def batch_command(
     model: ModelArg,
     inputs: list[str] = typer.Argument(..., help="Images, folders (their images) and globs."),
     windows: WindowsPerImage = "center",
-    size: Size = 16,
-    steps: Steps = 100,
-    sigma: Sigma = 1.2,
-    kernel_size: KernelSize = 9,
-    method: MethodOption = Method("lam"),
-    rule: RuleOption = Rule("right"),
-    hr: Hr = False,
-    scale: Scale = None,
-    provider: ProviderOption = Provider("auto"),
-    threads: Threads = None,
-    crop: Crop = True,
+    options: AttributionOptions = AttributionOptions(),
     out: OutDir = Path("lam-batch"),
     fmt: ResultsFormat = "csv",
     min_di: MinDi = None,
@@ -71,16 +61,18 @@ def batch_command(
 
     check_out_dir(out)
     ray_address = ray_cluster(ray, ray_address)  # first: a missing extra is the first thing to say
-    params = BatchParams(WindowSpec.parse(windows), size, steps, sigma, kernel_size, method.value, rule.value,
-                         hr, scale, crop)
+    params = BatchParams(WindowSpec.parse(windows), **{**options.attribution(), "crop": options.crop})
     gates = Gates(min_di, max_gap, allow_errors and not fail_on_error, allow_degenerate, tuple(fail_on_warning))
-    plan = plan_batch(model, inputs, out, params, fmt.lower(), provider.value, gates, threads=threads)
+    plan = plan_batch(model, inputs, out, params, fmt.lower(), options.provider.value, gates, threads=options.threads)
     outcome = run_with_progress(plan, ray_address)
     summary = {**outcome.summary, "new_rows": outcome.new_rows, "skipped_rows": outcome.skipped_rows,
                "files": {"results": str(plan.log.path), "run": str(out / "run.json"),
                          "summary": str(out / "summary.json")}}
     print_warnings(summary["warnings"], outcome.warning_messages)
-    print_json(summary) if json_out else print_summary(summary)
+    if json_out:
+        print_json(summary)
+    else:
+        print_summary(summary)
     if outcome.violations:
         raise gate_error(outcome.violations, summary["count"], out)
 

@@ -6,50 +6,36 @@ from typing import Any
 
 import typer
 
-from lam_trt.commands._common import (FIGURE_DPI, Crop, FigureDpi, FigureFormat, Hr, JsonOut, KernelSize, Method,
-                                     MethodOption, OutDir, Provider, ProviderOption, Rule, RuleOption, Scale, Sigma,
-                                     Size, Steps, Threads, WindowXY, check_figure_options, out_console, path_points,
-                                     print_json, stage)
+from lam_trt.commands._common import (AttributionOptions, FigureOptions, JsonOut, OutDir, WindowXY, option_groups,
+                                     out_console, print_json, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
 
 
+@option_groups
 def compare_command(
     paths: list[Path] = typer.Argument(..., metavar="MODEL1 MODEL2 ... IMAGE",
                                        help="Two or more ONNX SR models of one scale, then the LR image."),
     window: WindowXY = None,
-    size: Size = 16,
-    steps: Steps = 100,
-    sigma: Sigma = 1.2,
-    kernel_size: KernelSize = 9,
-    method: MethodOption = Method("lam"),
-    rule: RuleOption = Rule("right"),
-    hr: Hr = False,
-    scale: Scale = None,
-    provider: ProviderOption = Provider("auto"),
-    threads: Threads = None,
-    crop: Crop = True,
+    options: AttributionOptions = AttributionOptions(),
     mass: float = typer.Option(0.5, help="Area of interest: a model uses the top pixels holding this "
                                "share of its |map|."),
     out: OutDir = Path("lam-compare"),
     json_out: JsonOut = False,
-    figure: FigureFormat = "png",
-    dpi: FigureDpi = FIGURE_DPI,
+    figures: FigureOptions = FigureOptions(),
 ) -> None:
     """Compare the LAM of one window across SR models (the paper's Fig. 5 and Fig. 6)."""
     from lam_trt.compare import compare_models, write_comparison
 
-    check_figure_options(figure, dpi)
+    figures.check()
     check_out_dir(out)
     if len(paths) < 3:
         raise InputError("give at least two models and then the image: MODEL1 MODEL2 ... IMAGE")
     *models, image = paths
-    points = path_points(method.value, steps, rule.value)
-    comparison = compare_models(models, image, window, size=size, steps=steps, sigma=sigma,
-                                kernel_size=kernel_size, method=method.value, provider=provider.value, mass=mass,
-                                stage=lambda name: stage(f"path images of {name}", points), rule=rule.value,
-                                hr=hr, scale=scale, threads=threads, crop="auto" if crop else False)
-    summary = write_comparison(comparison, out, figure=figure.lower(), dpi=dpi)
+    comparison = compare_models(models, image, window, **options.attribution(), provider=options.provider.value,
+                                threads=options.threads, mass=mass,
+                                stage=lambda name: stage(f"path images of {name}", options.path_points))
+    summary = write_comparison(comparison, out, **figures.save_kwargs())
     if json_out:
         print_json(summary)
     else:

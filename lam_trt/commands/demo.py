@@ -5,9 +5,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from lam_trt.commands._common import (FIGURE_DPI, FigureDpi, FigureFormat, JsonOut, OutDir, Provider,
-                                     ProviderOption, Steps, check_figure_options, out_console, path_points,
-                                     print_json, stage)
+from lam_trt.commands._common import (FigureOptions, JsonOut, OutDir, Provider, ProviderOption, Steps, option_groups,
+                                     out_console, path_points, print_json, stage)
 from lam_trt.commands.attribute import print_summary
 from lam_trt.io import check_out_dir
 
@@ -19,19 +18,19 @@ def demo_files() -> tuple[Path, Path, dict]:
     return Path(str(data / "demo_x4.onnx")), Path(str(data / "demo_lr.png")), info
 
 
+@option_groups
 def demo_command(
     out: OutDir = Path("lam-demo"),
     steps: Steps = 100,
     provider: ProviderOption = Provider("auto"),
     json_out: JsonOut = False,
-    figure: FigureFormat = "png",
-    dpi: FigureDpi = FIGURE_DPI,
+    figures: FigureOptions = FigureOptions(),
 ) -> None:
     """Run LAM on the bundled demo network (a small trained x4 SR model) and image."""
     from lam_trt.attributor import Attributor
     from lam_trt.report import write_result
 
-    check_figure_options(figure, dpi)
+    figures.check()
     check_out_dir(out)
     model, image, info = demo_files()
     x, y = info["demo_window"]["x"], info["demo_window"]["y"]
@@ -39,7 +38,7 @@ def demo_command(
     with stage("path images", path_points("lam", steps)) as advance:
         result = Attributor(model, provider=provider.value).attribute(image, window=(x, y), size=size,
                                                                       steps=steps, progress=advance)
-    summary = write_result(result, out, figure=figure.lower(), dpi=dpi, source_image="demo_lr.png (bundled)",
+    summary = write_result(result, out, **figures.save_kwargs(), source_image="demo_lr.png (bundled)",
                            demo_model={k: info[k] for k in ("architecture", "psnr_held_out_db") if k in info})
     if json_out:
         print_json(summary)
