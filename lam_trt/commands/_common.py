@@ -1,6 +1,7 @@
 """What every command shares: each option declared once (one ``Annotated`` alias, one help text),
-the choices as str Enums, the one size parser, the one progress display of every command, JSON
-printing and consoles that never wrap a value when piped (errors: the boundary in lam_trt/cli.py)."""
+the choices as str Enums, the option groups of the commands that attribute and draw, the one
+progress display of every command, JSON printing and consoles that never wrap a value when piped
+(errors: the boundary in lam_trt/cli.py; the one HxW parser: lam_trt.bench.parse_size)."""
 from __future__ import annotations
 
 import contextlib
@@ -108,6 +109,7 @@ LrSize = Annotated[Optional[str], typer.Option(
 OutDir = Annotated[Path, typer.Option("--out", help="Output folder.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
+# attribute's own (in its signature they would make it longer than a function should be)
 WarnGap = Annotated[float, typer.Option("--warn-gap", help="Warn when the |relative completeness gap| is above "
                                       "this ratio.")]
 RandomOps = Annotated[str, typer.Option("--random-ops", help="Random nodes (noise injection): one fixed draw "
