@@ -48,7 +48,7 @@ def check_accepts(proto: onnx.ModelProto, image_shape: tuple[int, ...]) -> None:
         accepts = "x".join(str(f) if f else "any" for f in fixed)
         raise InputError(f"this model takes only {accepts} images (its input size is fixed), the image is "
                          f"{h}x{w}: crop or resize the image to {accepts}, or export the model for this size "
-                         f"with `lam-trt export CHECKPOINT --size {h}x{w}`")
+                         f"with `lam-trt export CHECKPOINT --lr-size {h}x{w}`")
 
 
 def forward_bytes(proto: onnx.ModelProto, input_shape: Shape) -> int:

@@ -14,7 +14,6 @@ borderInterpolate do the same, and an axis of length 1 is extended as a constant
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from lam_trt.errors import InputError
 
@@ -65,6 +64,8 @@ def correlate_separable(image: np.ndarray, k_rows: np.ndarray, k_cols: np.ndarra
 
     k_rows runs along the height (axis -2), k_cols along the width (axis -1). float64 in and out.
     """
+    from scipy import ndimage  # here, not at the top: the CLI reads METHODS/RULES at every start
+
     out = ndimage.correlate1d(image, k_cols, axis=-1, mode="mirror")
     return ndimage.correlate1d(out, k_rows, axis=-2, mode="mirror")
 

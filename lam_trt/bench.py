@@ -96,9 +96,10 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """"HxW" (or "N" for a square) -> (H, W), both >= 1."""
-    parts = text.lower().replace("*", "x").split("x")
+def parse_size(text: str, option: str = "--lr-size") -> tuple[int, int]:
+    """The one size parser (``lam-trt --lr-size``, the bench scripts' ``--size``): "HxW" (or "H×W",
+    "H*W") -> (H, W); "N" -> (N, N); both >= 1."""
+    parts = text.lower().replace("×", "x").replace("*", "x").split("x")
     try:
         dims = [int(p) for p in parts]
     except ValueError:
@@ -106,7 +107,7 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(dims) == 1:
         dims = dims * 2
     if len(dims) != 2 or min(dims) < 1:
-        raise InputError(f"size must look like HxW (e.g. 64x64), got {text!r}")
+        raise InputError(f"{option} must look like HxW with positive sizes (e.g. 64x64), not {text!r}")
     return dims[0], dims[1]
 
 
@@ -188,33 +189,66 @@ def run_benchmark(model: str | os.PathLike | onnx.ModelProto, *, size: Optional[
     if threads is not None and threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
     proto = load_onnx(model)
-    fixed = model_size(proto)
     start = time.perf_counter()
     attributor = Attributor(proto if isinstance(model, onnx.ModelProto) else model, provider=provider,
                             cache_dir=cache_dir, threads=threads, internal_batch_size=batch_size)
-    if image is not None:
-        img = attributor.load(image, hr=False, scale=None)
-        label = str(image) if isinstance(image, (str, os.PathLike)) else f"array {tuple(img.shape)}"
-    else:
-        if size is not None and fixed is not None and tuple(size) != fixed:
-            raise InputError(f"the model takes a fixed {fixed[0]}x{fixed[1]} input; --size {size[0]}x{size[1]} "
-                             "cannot run on it")
-        hw = tuple(size) if size is not None else (fixed or DEFAULT_SIZE)
-        img = synthetic_image(attributor.channels, hw)
-        label = f"synthetic {hw[0]}x{hw[1]} (seed 0)"
+    img, label = _bench_image(attributor, image, size, model_size(proto))
     sr_hw = attributor.forward(img[None])[0].shape[1:]
     xy = tuple(window) if window is not None else centre_window(sr_hw, window_size)
 
-    def once() -> tuple[float, Any]:
-        t = time.perf_counter()
-        out = attributor.attribute(img, window=xy, size=window_size, steps=steps, sigma=sigma,
-                                   kernel_size=kernel_size, rule=rule, internal_batch_size=batch_size,
-                                   crop=crop)
-        return time.perf_counter() - t, out
+    def once() -> Any:
+        return attributor.attribute(img, window=xy, size=window_size, steps=steps, sigma=sigma,
+                                    kernel_size=kernel_size, rule=rule, internal_batch_size=batch_size, crop=crop)
 
-    cold = float("nan")
+    runs = _timed_runs(once, warmup, repeats, start, on_run)
+    meta, rel = runs.result.meta, runs.result.completeness_gap_relative
+    return BenchReport(
+        model=str(model) if not isinstance(model, onnx.ModelProto) else "<in-memory model>",
+        provider=meta["runtime"]["provider"], providers_used=list(meta["runtime"]["providers_used"]),
+        input_shape=list(img.shape), output_shape=list(runs.result.sr_output.shape),
+        window={"x": int(xy[0]), "y": int(xy[1]), "size": int(window_size)}, steps=int(steps), rule=rule,
+        path_points=int(meta["parameters"]["path_points"]), batch_size=int(meta["runtime"]["batch_size"]),
+        threads=threads, crop=dict(meta.get("crop", {})), warmup=warmup, repeats=repeats,
+        cold_start_seconds=runs.cold, latencies_seconds=runs.latencies,
+        integral_seconds=runs.integrals, completeness_gap_relative=None if rel is None or not np.isfinite(rel) else float(rel),
+        peak_rss_mib=runs.memory.peak_mib, rss_before_mib=runs.memory.before_mib,
+        peak_memory_source=runs.memory.source, image=label, versions=dict(meta.get("versions", {})),
+        machine={**meta.get("machine", {}), "python": platform.python_version(),
+                 "lam_trt": lam_trt.__version__, "model_file": Path(str(model)).name
+                 if not isinstance(model, onnx.ModelProto) else None})
+
+
+def _bench_image(attributor: Any, image: Optional[ImageSource], size: Optional[tuple[int, int]],
+                 fixed: Optional[tuple[int, int]]) -> tuple[np.ndarray, str]:
+    """The LR image to attribute and how to name it: ``image`` read, else a synthetic one."""
+    if image is not None:
+        img = attributor.load(image, hr=False, scale=None)
+        return img, str(image) if isinstance(image, (str, os.PathLike)) else f"array {tuple(img.shape)}"
+    if size is not None and fixed is not None and tuple(size) != fixed:
+        raise InputError(f"the model takes a fixed {fixed[0]}x{fixed[1]} input; --lr-size {size[0]}x{size[1]} "
+                         "cannot run on it")
+    hw = tuple(size) if size is not None else (fixed or DEFAULT_SIZE)
+    return synthetic_image(attributor.channels, hw), f"synthetic {hw[0]}x{hw[1]} (seed 0)"
+
+
+@dataclass
+class _Runs:
+    cold: float
+    latencies: list[float]
+    integrals: list[float]
+    memory: PeakMemory
+    result: Any   # the last attribution
+
+
+def _timed_runs(once: Callable[[], Any], warmup: int, repeats: int, start: float,
+                on_run: Optional[Callable[[int, float], None]]) -> _Runs:
+    """``warmup`` untimed runs (the first one's end is the cold start, from ``start``), then ``repeats``
+    timed ones under the peak-memory watch."""
+    cold, result = float("nan"), None
     for i in range(warmup):
-        seconds, result = once()
+        t = time.perf_counter()
+        result = once()
+        seconds = time.perf_counter() - t
         if i == 0:
             cold = time.perf_counter() - start
         if on_run:
@@ -222,27 +256,13 @@ def run_benchmark(model: str | os.PathLike | onnx.ModelProto, *, size: Optional[
     latencies, integrals = [], []
     with PeakMemory() as memory:
         for i in range(repeats):
-            seconds, result = once()
-            latencies.append(seconds)
+            t = time.perf_counter()
+            result = once()
+            latencies.append(time.perf_counter() - t)
             integrals.append(float(result.meta["timings_seconds"]["integral"]))
             if on_run:
-                on_run(i, seconds)
-    meta = result.meta
-    rel = result.completeness_gap_relative
-    return BenchReport(
-        model=str(model) if not isinstance(model, onnx.ModelProto) else "<in-memory model>",
-        provider=meta["runtime"]["provider"], providers_used=list(meta["runtime"]["providers_used"]),
-        input_shape=list(img.shape), output_shape=list(result.sr_output.shape),
-        window={"x": int(xy[0]), "y": int(xy[1]), "size": int(window_size)}, steps=int(steps), rule=rule,
-        path_points=int(meta["parameters"]["path_points"]), batch_size=int(meta["runtime"]["batch_size"]),
-        threads=threads, crop=dict(meta.get("crop", {})), warmup=warmup, repeats=repeats,
-        cold_start_seconds=cold, latencies_seconds=latencies,
-        integral_seconds=integrals, completeness_gap_relative=None if rel is None or not np.isfinite(rel) else float(rel),
-        peak_rss_mib=memory.peak_mib, rss_before_mib=memory.before_mib, peak_memory_source=memory.source,
-        image=label, versions=dict(meta.get("versions", {})),
-        machine={**meta.get("machine", {}), "python": platform.python_version(),
-                 "lam_trt": lam_trt.__version__, "model_file": Path(str(model)).name
-                 if not isinstance(model, onnx.ModelProto) else None})
+                on_run(i, latencies[-1])
+    return _Runs(cold, latencies, integrals, memory, result)
 
 
 __all__ = ["BenchReport", "PeakMemory", "centre_window", "model_size", "parse_size", "run_benchmark",

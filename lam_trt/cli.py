@@ -6,7 +6,6 @@ and exit code 2; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import warnings
 from typing import Any, Optional
@@ -19,6 +18,7 @@ try:  # typer >= 0.20 runs its own copy of click: its exceptions are not click's
 except ImportError:
     from click.exceptions import ClickException
 
+from lam_trt.commands import attribute, batch, bench, cache, compare, demo, dimap, export, inspect, serve, study
 from lam_trt.errors import LamTrtWarning, one_line, user_message
 
 
@@ -86,11 +86,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Command modules are imported by name so that a missing optional extra (torch, ray) only
-# matters when its command runs, never for `lam-trt attribute`.
-COMMAND_MODULES = ("attribute", "demo", "export", "inspect", "bench", "batch", "compare", "cache", "serve", "study",
-                   "dimap")
-
 
 def _print_version(value: bool) -> None:
     if value:
@@ -105,14 +100,20 @@ def _root(version: Optional[bool] = typer.Option(None, "--version", callback=_pr
                                                  help="Print lam-trt's version and exit.")) -> None:
     """Options of ``lam-trt`` itself, before any command."""
 
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"lam_trt.commands.{_name}")
-    except ModuleNotFoundError as _e:  # a command module not written yet, never a missing extra
-        if _e.name != f"lam_trt.commands.{_name}":
-            raise
-        continue
-    _module.register(app)
+
+# The commands, in the order --help lists them. Each module imports its heavy dependencies (torch,
+# ray, uvicorn) inside the command, so a missing optional extra only matters when that command runs.
+app.command("attribute")(attribute.attribute_command)
+app.command("demo")(demo.demo_command)
+app.command("export")(export.export_command)
+app.command("inspect")(inspect.inspect_command)
+app.command("bench")(bench.bench_command)
+app.command("batch")(batch.batch_command)
+app.command("compare")(compare.compare_command)
+app.add_typer(cache.cache_app, name="cache")
+app.command("serve")(serve.serve_command)
+app.command("study")(study.study_command)
+app.command("dimap")(dimap.dimap_command)
 
 
 def main() -> None:

@@ -111,18 +111,21 @@ class Comparison:
 def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, window: tuple[int, int] | None = None,
                    size: int = 16, steps: int = 100, sigma: float = 1.2, kernel_size: int = 9,
                    method: str = "lam", provider: str = "auto", mass: float = 0.5,
-                   stage: Callable[[str], ContextManager[Callable[[int], None]]] | None = None) -> Comparison:
+                   stage: Callable[[str], ContextManager[Callable[[int], None]]] | None = None,
+                   rule: str = "right", hr: bool = False, scale: int | None = None, threads: int | None = None,
+                   crop: bool | str = "auto") -> Comparison:
     """LAM of the same window for every model. All SR outputs must have the same size (same scale),
     or the windows would not be the same pixels; that is checked before anything is attributed.
-    ``stage(model name)``: a context giving each model's progress callback (path images done)."""
+    ``stage(model name)``: a context giving each model's progress callback (path images done).
+    ``hr``: ``image`` is an HR image, downscaled by ``scale`` (each model's own when None)."""
     from lam_trt.attributor import Attributor, check_window
 
     if len(models) < 2:
         raise InputError(f"compare needs at least two models, got {len(models)}")
     if not 0 < mass <= 1:
         raise InputError(f"--mass is a share of each map in (0, 1], got {mass}")
-    attributors = [Attributor(m, provider=provider) for m in models]
-    images = [a.load(image, False, None) for a in attributors]
+    attributors = [Attributor(m, provider=provider, threads=threads) for m in models]
+    images = [a.load(image, hr, scale) for a in attributors]
     shapes = [a.runner(tuple(img.shape))[0].output_shape for a, img in zip(attributors, images)]
     names = model_names(models)
     if len({s[1:] for s in shapes}) > 1:
@@ -134,10 +137,12 @@ def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, wind
     for name, model, attributor, img in zip(names, models, attributors, images):
         with (stage(name) if stage is not None else contextlib.nullcontext(None)) as advance:
             result = attributor.attribute(img, window=(x, y), size=size, steps=steps, sigma=sigma,
-                                          kernel_size=kernel_size, method=method, progress=advance)
+                                          kernel_size=kernel_size, method=method, rule=rule, crop=crop,
+                                          progress=advance)
         runs.append(ModelRun(name, str(model), attributor.sha256, result))
     parameters = {"size": size, "steps": steps, "sigma": sigma, "kernel_size": kernel_size, "method": method,
-                  "provider": runs[0].result.meta.get("runtime", {}).get("provider", provider)}
+                  "provider": runs[0].result.meta.get("runtime", {}).get("provider", provider),
+                  "rule": rule, "hr": hr, "scale": scale}
     return Comparison(runs, str(image) if isinstance(image, (str, os.PathLike)) else "<array>",
                       (x, y, size), parameters, mass)
 

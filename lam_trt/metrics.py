@@ -102,3 +102,11 @@ def completeness(attribution_sum: float, d_input: float, d_baseline: float) -> t
     difference = float(d_input) - float(d_baseline)
     gap = float(attribution_sum) - difference
     return gap, (gap / difference if difference != 0 else math.nan)
+
+
+def format_gap(gap: float | None, relative: float | None) -> str:
+    """'0.0123 (1.20%)', '0.0123' without a ratio, 'none (no path integral)' without a gap."""
+    if gap is None:
+        return "none (no path integral)"
+    share = f" ({100 * relative:.2f}%)" if relative is not None and np.isfinite(relative) else ""
+    return f"{gap:.4g}{share}"

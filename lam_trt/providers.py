@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import onnxruntime as ort
-
 from lam_trt.errors import ProviderError
 
 ORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -15,6 +13,8 @@ AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 
 def available() -> list[str]:
     """lam-trt names of the providers this onnxruntime build has."""
+    import onnxruntime as ort  # here, not at the top: the CLI reads ORT_NAMES at every start
+
     have = set(ort.get_available_providers())
     return [name for name in AUTO_ORDER if ORT_NAMES[name] in have]
 
@@ -53,12 +53,14 @@ def session_providers(name: str, cache_dir: Path | None = None, fp16: bool = Fal
     return providers
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
+def session_options(threads: int | None = None) -> Any:
     """Options for every lam-trt session: all graph optimisations, quiet logs, and denormals
     flushed to zero on the CPU threads. Masked attention (Swin's -100 shift mask) makes softmax
     emit denormals, on which x86 arithmetic is ~30x slower. Flushing changes only values below
     1.2e-38, far under float32 rounding of anything a map sums (a denormal activation counts as 0
     where a ReLU-family slope is chosen, the same for every formulation of the rule)."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 4  # fatal only: every error reaches lam-trt as an exception, said in one line

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -19,7 +19,10 @@ from scipy import signal, stats
 
 from lam_trt.errors import InputError
 from lam_trt.io import atomic_write
-from lam_trt.result import LAMResult, format_gap
+from lam_trt.metrics import format_gap
+
+if TYPE_CHECKING:  # only for hints: LAMResult.save imports this module, so no import back
+    from lam_trt.result import LAMResult
 
 PANEL_TITLES = {
     "input": "input (bicubic up) + window",

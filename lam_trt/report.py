@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lam_trt.errors import InputError
 from lam_trt.io import staged_dir, write_json, write_npy
 from lam_trt.render import DEFAULT_DPI, figure_format, render_lam, render_path
-from lam_trt.result import LAMResult
+
+if TYPE_CHECKING:  # only for hints: LAMResult.save imports this module, so no import back
+    from lam_trt.result import LAMResult
 
 
 def write_result(result: LAMResult, out_dir: str | os.PathLike, figure: str = "png", dpi: int = DEFAULT_DPI,

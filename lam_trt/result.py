@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from lam_trt import metrics
+from lam_trt.metrics import format_gap  # noqa: F401 - kept importable from here
 
 # Codes lam-trt itself emits (see README "Warnings")
 DEGENERATE_WINDOW = "degenerate-window"          # DI and Gini undefined: zero map or featureless window
@@ -160,14 +161,6 @@ class LAMResult:
                 f"{self.attribution.dtype}>)")
 
     __str__ = summary
-
-
-def format_gap(gap: Optional[float], relative: Optional[float]) -> str:
-    """'0.0123 (1.20%)', '0.0123' without a ratio, 'none (no path integral)' without a gap."""
-    if gap is None:
-        return "none (no path integral)"
-    share = f" ({100 * relative:.2f}%)" if relative is not None and np.isfinite(relative) else ""
-    return f"{gap:.4g}{share}"
 
 
 def _num(v: Any) -> float | None:

@@ -1,7 +1,7 @@
 """Scale-out: a batch's rows from a Ray cluster, through Ray Data with one actor per GPU or CPU slot.
 
 Each actor holds one Attributor (one ONNX Runtime session per input size, reused across images)
-and turns images into exactly the rows ``lam_trt.batch.image_rows`` makes on one machine; the
+and turns images into exactly the rows ``lam_trt.batch.rows.image_rows`` makes on one machine; the
 driver appends them to the results file as they arrive, so resume works the same way. The model
 and image paths must be readable on every node (a shared filesystem), with lam-trt installed there.
 Ray is an optional extra (``pip install 'lam-trt[ray]'``).
@@ -13,12 +13,13 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from lam_trt.batch import BatchParams, Key, Row, image_rows
+from lam_trt.batch.rows import BatchParams, Key, Row, image_rows
+from lam_trt.batch.run import BatchOutcome, BatchPlan, run_batch
 from lam_trt.errors import InputError, LamTrtError
 
 RAY_MISSING = "--ray needs Ray, an optional extra: pip install 'lam-trt[ray]'"
@@ -73,6 +74,21 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def run_batch_on_ray(plan: BatchPlan, address: str | None = None,
+                     on_row: Callable[[Row], None] | None = None) -> BatchOutcome:
+    """``run_batch`` with the rows from a Ray cluster, connected to before anything is written."""
+    with ray_session(address):
+        return run_batch(plan, on_row, rows_from=_plan_rows)
+
+
+def _plan_rows(plan: BatchPlan, done: set[Key]) -> Iterator[Row]:
+    by_image: dict[str, list[Key]] = {}
+    for key in done:
+        by_image.setdefault(key[0], []).append(key)
+    jobs = [(image, by_image.get(os.path.realpath(image), [])) for image in plan.images]
+    yield from ray_rows(plan.model, jobs, plan.params, plan.provider, plan.cache_dir)
 
 
 def ray_rows(model: str | os.PathLike, jobs: Sequence[tuple[str, Sequence[Key]]], params: BatchParams,
@@ -139,4 +155,5 @@ def _gist(e: BaseException) -> str:
     return (lines[-1] if lines else type(e).__name__)[:300]
 
 
-__all__ = ["RAY_MISSING", "RowMaker", "ScaleOutError", "actor_slots", "ray_rows", "ray_session", "require_ray"]
+__all__ = ["RAY_MISSING", "RowMaker", "ScaleOutError", "actor_slots", "ray_rows", "ray_session", "require_ray",
+           "run_batch_on_ray"]

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import correlate1d
 
-from lam_trt.batch import BatchParams, describe_error, expand_inputs, image_identity, window_row
+from lam_trt.batch.inputs import expand_inputs
+from lam_trt.batch.rows import BatchParams, describe_error, image_identity, window_row
 from lam_trt.errors import InputError
 from lam_trt.io import atomic_write, write_json, write_text
 

@@ -437,7 +437,7 @@ def test_environment_failures_are_retried_on_resume(env, tmp_path, monkeypatch):
     def no_memory(self, *args, **kwargs):
         raise MemoryError("Unable to allocate 73.2 GiB")
 
-    from lam_trt.batch import error_kind
+    from lam_trt.batch.rows import error_kind
     from lam_trt.errors import ProviderError, ResourceError
     assert [error_kind(e) for e in (ResourceError("disk full"), ProviderError("no GPU"), OSError(28, "full"),
                                     InputError("not an image"))] == ["environment"] * 3 + ["input"]

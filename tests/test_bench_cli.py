@@ -28,7 +28,7 @@ def invoke(*args: str, cache) -> object:
 
 
 def test_bench_json_report(tiny_model, tmp_path):
-    result = invoke(str(tiny_model), "--size", "12x14", "--steps", "4", "--repeats", "3", "--threads", "1",
+    result = invoke(str(tiny_model), "--lr-size", "12x14", "--steps", "4", "--repeats", "3", "--threads", "1",
                     "--batch-size", "3", "--no-crop", "--json", cache=tmp_path)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -52,13 +52,13 @@ def test_bench_json_report(tiny_model, tmp_path):
 
 def test_bench_table_and_gauss_legendre(tiny_model, tmp_path):
     result = invoke(str(tiny_model), "--steps", "4", "--repeats", "1", "--warmup", "0", "--rule", "gauss-legendre",
-                    "--size", "12", cache=tmp_path)
+                    "--lr-size", "12", cache=tmp_path)
     assert result.exit_code == 0, result.output
     assert "attributions / s" in result.stdout and "path images / s" in result.stdout
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--size", "12by12"), "HxW"),
+    (("--lr-size", "12by12"), "HxW"),
     (("--rule", "simpson"), "quadrature rule"),
     (("--repeats", "0"), "repeats"),
     (("--provider", "nonsense"), "provider"),

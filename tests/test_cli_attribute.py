@@ -164,11 +164,3 @@ def test_attribute_does_not_import_torch(files, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_cli_names_match_the_library():
-    """The CLI keeps its own copy of the method and rule names (no SciPy at start-up): the same names."""
-    from lam_trt.commands._common import METHODS, RULES
-    from lam_trt.kernels import METHODS as LIB_METHODS, RULES as LIB_RULES
-
-    assert (METHODS, RULES) == (tuple(LIB_METHODS), tuple(LIB_RULES))

@@ -131,7 +131,7 @@ def test_cache_info_and_clear_touch_only_lam_trts_entries(tmp_path, monkeypatch)
 def test_export_default_name_and_inspect_agree_on_parameters(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.chdir(tmp_path)
-    res = invoke("export", "--arch", "fsrcnn", "--random-init", "--width", 8, "--depth", 1, "--size", "16x16",
+    res = invoke("export", "--arch", "fsrcnn", "--random-init", "--width", 8, "--depth", 1, "--lr-size", "16x16",
                  "--json")
     assert res.exit_code == 0, res.output
     exported = json.loads(res.stdout)
@@ -172,6 +172,6 @@ def test_export_of_a_checkpoint_is_named_after_it(tmp_path, monkeypatch):
     ckpt.parent.mkdir()
     torch.save({"state_dict": build("edsr", scale=2, width=8, depth=1).state_dict()}, ckpt)
     monkeypatch.chdir(tmp_path)
-    res = invoke("export", ckpt, "--arch", "edsr", "--scale", 2, "--size", "16x16")
+    res = invoke("export", ckpt, "--arch", "edsr", "--scale", 2, "--lr-size", "16x16")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "my_edsr_x2.onnx").is_file() and "-> my_edsr_x2.onnx" in res.stdout

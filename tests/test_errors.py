@@ -275,7 +275,7 @@ def test_fixed_size_model_says_the_size_it_takes(tmp_path: Path) -> None:
     image = tmp_path / "small.png"
     Image.fromarray(np.zeros((10, 11, 3), np.uint8) + 90).save(image)
     assert_one_line(invoke("attribute", path, image, "--window", 2, 2, "--size", 4, "--out", tmp_path / "o"),
-                    f"takes only {LR}x{LR} images", "the image is 10x11", "lam-trt export CHECKPOINT --size 10x11")
+                    f"takes only {LR}x{LR} images", "the image is 10x11", "lam-trt export CHECKPOINT --lr-size 10x11")
 
 
 def test_window_larger_than_the_output(files, tmp_path: Path) -> None:

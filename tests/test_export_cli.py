@@ -67,7 +67,7 @@ def test_spandrel_checkpoint_exports_and_attributes(arch: str, suffix: str, tmp_
     model = random_weights(SPANDREL[arch]())
     ckpt = save_checkpoint(model.state_dict(), tmp_path / f"weights{suffix}")
     onnx_path, graph_path = tmp_path / "model.onnx", tmp_path / "graph.onnx"
-    result, report = export(str(ckpt), "-o", str(onnx_path), "--size", f"{SIZE}x{SIZE}",
+    result, report = export(str(ckpt), "-o", str(onnx_path), "--lr-size", f"{SIZE}x{SIZE}",
                             "--attribution-graph", str(graph_path), "--json")
     assert result.exit_code == 0, result.output
     assert report["architecture"] == arch and report["scale"] == 2 and report["in_channels"] == 3
@@ -91,7 +91,7 @@ def test_exported_checkpoint_runs_through_lam_trt_attribute(tmp_path: Path) -> N
     model = random_weights(SPANDREL["Compact"]())
     ckpt = save_checkpoint(model.state_dict(), tmp_path / "compact.pth")
     onnx_path = tmp_path / "compact.onnx"
-    assert export(str(ckpt), "-o", str(onnx_path), "--size", "16x16")[0].exit_code == 0
+    assert export(str(ckpt), "-o", str(onnx_path), "--lr-size", "16x16")[0].exit_code == 0
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(tmp_path / "lr.png")
     result = runner.invoke(app, ["attribute", str(onnx_path), str(tmp_path / "lr.png"), "--window", "8", "8",
@@ -102,7 +102,7 @@ def test_exported_checkpoint_runs_through_lam_trt_attribute(tmp_path: Path) -> N
 
 def test_zoo_random_init_and_zoo_checkpoint(tmp_path: Path) -> None:
     result, report = export("--arch", "edsr", "--random-init", "--width", "8", "--depth", "2", "--scale", "2",
-                            "--size", "16x12", "-o", str(tmp_path / "random.onnx"), "--json")
+                            "--lr-size", "16x12", "-o", str(tmp_path / "random.onnx"), "--json")
     assert result.exit_code == 0, result.output
     assert report["architecture"] == "edsr" and report["source"] == "random-init"
     assert report["dynamic_batch"] and report["dynamic_hw"] and report["warnings"] == []
@@ -125,7 +125,7 @@ def test_zoo_random_init_and_zoo_checkpoint(tmp_path: Path) -> None:
 
 def test_human_output(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "--arch", "fsrcnn", "--random-init", "--width", "8", "--depth", "1",
-                                 "--size", "16", "-o", str(tmp_path / "f.onnx")])
+                                 "--lr-size", "16", "-o", str(tmp_path / "f.onnx")])
     assert result.exit_code == 0, result.output
     assert "exported fsrcnn x4" in result.stdout and "dynamic batch, height and width" in result.stdout
     assert "onnxruntime vs PyTorch: max abs error" in result.stdout
@@ -134,7 +134,7 @@ def test_human_output(tmp_path: Path) -> None:
 def test_mismatch_above_tolerance_exits_1(tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     result = runner.invoke(app, ["export", "--arch", "edsr", "--random-init", "--width", "8", "--depth", "1",
-                                 "--size", "16x16", "-o", str(out), "--tolerance", "1e-15"])
+                                 "--lr-size", "16x16", "-o", str(out), "--tolerance", "1e-15"])
     assert result.exit_code == 1, result.output
     assert "differs from PyTorch" in result.output and out.exists()
 
@@ -157,7 +157,7 @@ def _edsr_checkpoint(tmp_path: Path) -> Path:
     (lambda t: [str(_edsr_checkpoint(t)), "--random-init"], "not both"),
     (lambda t: [str(t / "missing.pth")], "not found"),
     (lambda t: [str(t / "x.txt"), "--arch", "edsr"], "not found"),
-    (lambda t: ["--arch", "edsr", "--random-init", "--size", "16by16"], "HxW"),
+    (lambda t: ["--arch", "edsr", "--random-init", "--lr-size", "16by16"], "HxW"),
     (lambda t: ["--arch", "vdsr", "--random-init"], "unknown architecture"),
     (lambda t: [str(_unknown_checkpoint(t))], "name it with --arch"),
     (lambda t: [str(_edsr_checkpoint(t)), "--arch", "rcan", "--scale", "2"], "does not fit rcan"),
@@ -256,7 +256,7 @@ def test_output_folder_gets_the_checkpoint_stem(tmp_path: Path) -> None:
     torch.save(build("edsr", scale=2, width=8, depth=1).state_dict(), ckpt)
     folder = tmp_path / "models"
     folder.mkdir()
-    result, report = export(str(ckpt), "--arch", "edsr", "--scale", "2", "--size", "16", "-o", str(folder), "--json")
+    result, report = export(str(ckpt), "--arch", "edsr", "--scale", "2", "--lr-size", "16", "-o", str(folder), "--json")
     assert result.exit_code == 0, result.output
     assert report["path"] == str(folder / "my_edsr.onnx") and sorted(p.name for p in folder.iterdir()) == ["my_edsr.onnx"]
 

@@ -136,7 +136,7 @@ def test_cli_json_and_table(tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["receptive_field"] == 16
-    result = runner.invoke(app, ["inspect", str(path), "--size", "20x30"])
+    result = runner.invoke(app, ["inspect", str(path), "--lr-size", "20x30"])
     assert result.exit_code == 0, result.output
     assert "receptive field" in result.stdout and "16 x 16 LR pixels" in result.stdout
 
@@ -148,9 +148,9 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert runner.invoke(app, ["inspect", str(tmp_path / "bad.onnx")]).exit_code == 2
     path = exported(tmp_path, "swinir", 2, fixed=True, width=12, depth=1, blocks_per_layer=2, num_heads=2,
                     window_size=4, img_size=16)
-    wrong_size = runner.invoke(app, ["inspect", str(path), "--size", "32x32"])
+    wrong_size = runner.invoke(app, ["inspect", str(path), "--lr-size", "32x32"])
     assert wrong_size.exit_code == 2 and "fixed at 16x16" in wrong_size.output
     with pytest.raises(InputError, match="HxW"):
-        from lam_trt.commands.export import parse_size
+        from lam_trt.bench import parse_size
 
         parse_size("16by16")

@@ -1,88 +1,142 @@
-"""The runtime's shape: it reaches the export package only through ``lam_trt.export``'s public API,
-and the memory limit counts the memory where the provider runs (a fake CuPy stands in for a GPU)."""
+"""The project's shape, checked from its source: no import cycle among its modules (data flows one way:
+image -> path -> attribution graph -> runner -> result -> report) and no function longer than 50 lines."""
 from __future__ import annotations
 
 import ast
-import sys
-import types
+from collections.abc import Collection
 from pathlib import Path
 
-import pytest
-
-import lam_trt.export
-from lam_trt import runner
-from lam_trt.errors import MemoryBudgetError
-
-RUNTIME = Path(__file__).resolve().parent.parent / "lam_trt"
-# The export command builds models from PyTorch checkpoints: these modules need the optional export
-# extra (PyTorch), so lam_trt.export does not import them for every user.
-TORCH_MODULES = {"lam_trt.export.checkpoint", "lam_trt.export.torch_export"}
+ROOT = Path(__file__).resolve().parents[1]
+# source folder -> the package name it is installed as (pyproject.toml's package-dir)
+PACKAGES = {"lam_trt": "lam_trt", "export": "lam_trt.export", "kernels": "lam_trt.kernels"}
+MAX_FUNCTION_LINES = 50
 
 
-def private_export_imports(source: str) -> list[str]:
-    """Every import in ``source`` that reaches into lam_trt.export past its public API."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.startswith("lam_trt.export.")]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module.startswith("lam_trt.export."):
-                found.append(node.module)
-            elif node.module == "lam_trt.export":
-                found += [f"lam_trt.export.{a.name}" for a in node.names if a.name not in lam_trt.export.__all__]
-            elif node.module == "lam_trt" and any(a.name == "export" for a in node.names):
-                found.append("lam_trt.export (the package object, not its names)")
-    return [name for name in found if name not in TORCH_MODULES]
+def project_modules() -> dict[str, Path]:
+    """Every project module by its installed dotted name (a package by its own name)."""
+    modules = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join([package, *parts])] = path
+    return modules
 
 
-def test_the_runtime_uses_only_the_public_export_api():
-    offenders = {str(p.relative_to(RUNTIME)): private_export_imports(p.read_text())
-                 for p in sorted(RUNTIME.rglob("*.py"))}
-    assert {k: v for k, v in offenders.items() if v} == {}
+def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
 
 
-def test_the_import_check_catches_a_private_import():
-    assert private_export_imports("from lam_trt.export.source import image_io") == ["lam_trt.export.source"]
-    assert private_export_imports("import lam_trt.export.inspect") == ["lam_trt.export.inspect"]
-    assert private_export_imports("from lam_trt.export import canonicalise") == ["lam_trt.export.canonicalise"]
-    assert private_export_imports("from lam_trt.export import load_source_model") == []
+def imported_modules(name: str, path: Path, modules: Collection[str]) -> set[str]:
+    """The project modules this one imports, at any depth (a function-level import is an edge too: it
+    hides a cycle, it does not remove it); ``from A import B`` is an edge to A.B where that is a
+    module, else to A. Imports under ``if TYPE_CHECKING:`` never run and do not count."""
+    tree = ast.parse(path.read_text(), str(path))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and not _type_checking_only(node, parents):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not _type_checking_only(node, parents):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            found.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+    return {m for m in found if m in modules and m != name}
 
 
-def fake_cupy(free: int) -> types.ModuleType:
-    module = types.ModuleType("cupy")
-    module.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(memGetInfo=lambda: (free, 4 * free)))
-    return module
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
 
 
-@pytest.fixture
-def host(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.delenv(runner.MEMORY_ENV, raising=False)
-    monkeypatch.setattr(runner, "available_memory", lambda: 64 << 30)
-    return 64 << 30
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
 
 
-@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
-def test_gpu_providers_count_the_devices_free_memory(monkeypatch, host, provider):
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(3 << 30))
-    assert runner.memory_limit(provider) == 3 << 30
-    assert runner.memory_limit("cpu") == host
+# Cycles in files being reshaped in parallel (issue 13): the VJP registry and its rule modules (export/vjp/),
+# the package facade and attributor.py's ``import lam_trt`` for the version. Empty this once they are gone.
+BEING_REMOVED = [
+    {"lam_trt.export.vjp", "lam_trt.export.vjp.activation", "lam_trt.export.vjp.conv", "lam_trt.export.vjp.elementwise",
+     "lam_trt.export.vjp.fold", "lam_trt.export.vjp.linalg", "lam_trt.export.vjp.normalization",
+     "lam_trt.export.vjp.pool", "lam_trt.export.vjp.reduce", "lam_trt.export.vjp.resize",
+     "lam_trt.export.vjp.sampling", "lam_trt.export.vjp.scatter", "lam_trt.export.vjp.selection",
+     "lam_trt.export.vjp.shape", "lam_trt.export.vjp.spectral", "lam_trt.export.vjp.trig"},
+    {"lam_trt", "lam_trt.attributor"},
+]
 
 
-def test_without_cupy_a_gpu_provider_falls_back_to_host_memory(monkeypatch, host):
-    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
-    assert runner.memory_limit("cuda") == host
+def test_no_import_cycle():
+    cycles = [c for c in find_cycles(import_graph()) if not any(set(c) <= known for known in BEING_REMOVED)]
+    assert not cycles, "modules that import each other (directly or around a loop):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles)
 
 
-def test_the_environment_overrides_the_device(monkeypatch, host):
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(3 << 30))
-    monkeypatch.setenv(runner.MEMORY_ENV, "512M")
-    assert runner.memory_limit("cuda") == 512 << 20
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_a_forward_pass_larger_than_the_gpu_is_refused_on_the_gpu_only(monkeypatch, host):
-    """A 1024x1024 image whose forward pass needs 8 GiB fits the host's 64 GiB, not a 3 GiB GPU."""
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(3 << 30))
-    model = types.SimpleNamespace(forward_bytes=lambda shape: 8 << 30)
-    runner.check_forward_fits(model, (3, 1024, 1024), "cpu")
-    with pytest.raises(MemoryBudgetError, match="needs at least 8.0 GiB of memory, and 3.0 GiB is available"):
-        runner.check_forward_fits(model, (3, 1024, 1024), "cuda")
+def test_the_import_graph_sees_function_level_and_relative_imports():
+    graph = import_graph()
+    assert "lam_trt.scaleout" in graph["lam_trt.commands.batch"]       # imported inside the command
+    assert "lam_trt.kernels.gaussian" in graph["lam_trt.kernels.paths"]  # ``from .gaussian import ...``
+    assert "lam_trt.batch.rows" in graph["lam_trt.scaleout"]
+
+
+def long_functions() -> list[str]:
+    out = []
+    for name, path in project_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    return out
+
+
+# Files whose long functions are being shortened in parallel (issue 13); empty this once they comply.
+BEING_SHORTENED = {"lam_trt/attributor.py", "export/attribution_graph.py"}
+
+
+def test_no_function_longer_than_50_lines():
+    long = [f for f in long_functions() if f.split(":")[0] not in BEING_SHORTENED]
+    assert not long, "functions longer than 50 lines:\n" + "\n".join(long)

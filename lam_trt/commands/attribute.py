@@ -2,50 +2,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from lam_trt.commands._common import (FIGURE_DPI, METHODS, RULES, FigureDpi, FigureFormat, WindowsOfImage,
-                                     check_figure_options, err_console, out_console, path_points, print_json, stage)
+from lam_trt.commands._common import (AttributionOptions, BatchSize, FigureOptions, JsonOut, ModelArg, OutDir,
+                                     RandomOps, Seed, StraightThrough, WarnGap, WindowsOfImage, WindowXY,
+                                     check_batch_size, err_console, option_groups, out_console, print_json, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
 
 
-def register(app: typer.Typer) -> None:
-    app.command("attribute")(attribute_command)
-
-
+@option_groups
 def attribute_command(
-    model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
+    model: ModelArg,
     image: Path = typer.Argument(..., help="The model's LR input (or an HR image with --hr)."),
-    window: Optional[tuple[int, int]] = typer.Option(None, "--window", help="X Y: column and row of the window's "
-                                                     "top-left corner in SR-output pixels (default: centred)."),
-    size: int = typer.Option(16, help="Window size in SR-output pixels."),
-    steps: int = typer.Option(100, help="Path steps (the paper uses 100; the authors' notebook 50)."),
-    sigma: float = typer.Option(1.2, help="Blur of the baseline."),
-    kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
-    method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
-    rule: str = typer.Option("right", help=f"Quadrature rule: {', '.join(RULES)} (right = reference)."),
-    hr: bool = typer.Option(False, "--hr", help="IMAGE is an HR image: downscale it by the model's scale "
-                            "first (recorded in result.json)."),
-    scale: Optional[int] = typer.Option(None, help="With --hr: the scale to downscale by; must match the "
-                                        "model's (default: the model's own)."),
-    warn_gap: float = typer.Option(0.05, "--warn-gap", help="Warn when the |relative completeness gap| "
-                                   "is above this ratio."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Path images per run "
-                                             "(default: from a memory budget)."),
-    out: Path = typer.Option(Path("lam-out"), "--out", help="Output folder."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    figure: FigureFormat = "png",
-    dpi: FigureDpi = FIGURE_DPI,
-    random_ops: str = typer.Option("seeded", "--random-ops", help="Random nodes (noise injection): one fixed "
-                                   "draw ('seeded', from --seed) or 'zeros'."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the fixed draw that replaces random nodes."),
-    straight_through: bool = typer.Option(False, "--straight-through", help="Quantisers z + (q - z) whose "
-                                          ".detach() the export lost: identity in the reverse pass, as torch."),
+    window: WindowXY = None,
+    options: AttributionOptions = AttributionOptions(),
+    warn_gap: WarnGap = 0.05,
+    batch_size: BatchSize = None,
+    out: OutDir = Path("lam-out"),
+    json_out: JsonOut = False,
+    figures: FigureOptions = FigureOptions(),
+    random_ops: RandomOps = "seeded",
+    seed: Seed = 0,
+    straight_through: StraightThrough = False,
     windows: WindowsOfImage = None,
 ) -> None:
     """Compute the Local Attribution Map of one window of MODEL's output for IMAGE.
@@ -59,24 +40,22 @@ def attribute_command(
     from lam_trt.many_windows import spec_windows
     from lam_trt.provenance import command_line
 
-    check_figure_options(figure, dpi)
+    figures.check()
     check_out_dir(out)
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     if not warn_gap >= 0:
         raise InputError(f"--warn-gap is a ratio >= 0, got {warn_gap}")
-    attributor = Attributor(model, provider=provider,
+    attributor = Attributor(model, provider=options.provider.value, threads=options.threads,
                             graph_options=GraphOptions(random_ops.lower(), seed, straight_through))
-    many = None if windows is None else spec_windows(attributor, image, windows, size, hr, scale)
-    with stage("path images", path_points(method.lower(), steps, rule)) as advance:
-        result = attributor.attribute(image, window=window, size=size, steps=steps, sigma=sigma,
-                                      kernel_size=kernel_size, method=method.lower(), rule=rule, hr=hr,
-                                      scale=scale, internal_batch_size=batch_size, progress=advance,
-                                      gap_warning=warn_gap, windows=many)
+    many = None if windows is None else spec_windows(attributor, image, windows, options.size, options.hr,
+                                                     options.scale)
+    with stage("path images", options.path_points) as advance:
+        result = attributor.attribute(image, window=window, **options.attribution(), internal_batch_size=batch_size,
+                                      progress=advance, gap_warning=warn_gap, windows=many)
     if many is not None:
-        return report_windows(result, out, figure.lower(), dpi, str(image), json_out)
+        return report_windows(result, out, figures.figure.lower(), figures.dpi, str(image), json_out)
     result.meta["command"] = command_line()
-    summary = result.save(out, figure=figure.lower(), dpi=dpi, source_image=str(image))
+    summary = result.save(out, **figures.save_kwargs(), source_image=str(image))
     print_warnings(result.warnings)
     if json_out:
         print_json(summary)
@@ -93,7 +72,7 @@ def print_warnings(warnings) -> None:
 
 
 def print_summary(summary: dict, out: Path) -> None:
-    from lam_trt.result import format_gap
+    from lam_trt.metrics import format_gap
 
     w = summary["window"]
     di, gini = summary["diffusion_index"], summary["gini"]

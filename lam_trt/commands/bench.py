@@ -6,47 +6,40 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import RULES, out_console, print_json, stage
-
-
-def register(app: typer.Typer) -> None:
-    app.command("bench")(bench_command)
+from lam_trt.commands._common import (BatchSize, Crop, JsonOut, LrSize, ModelArg, Provider, ProviderOption, Rule,
+                                     RuleOption, Size, Steps, Threads, check_batch_size, out_console, print_json,
+                                     stage)
 
 
 def bench_command(
-    model: Path = typer.Argument(..., help="ONNX super-resolution model (NCHW image in, image out)."),
-    size: Optional[str] = typer.Option(None, "--size", help="LR input size HxW of the synthetic test image "
-                                       "(default: the model's fixed size, else 64x64, the paper's)."),
+    model: ModelArg,
+    lr_size: LrSize = None,
     image: Optional[Path] = typer.Option(None, "--image", help="Attribute this LR image instead of a "
                                          "synthetic one."),
-    steps: int = typer.Option(100, help="Path steps per attribution."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
+    steps: Steps = 100,
+    provider: ProviderOption = Provider("auto"),
     repeats: int = typer.Option(5, help="Timed attributions (the statistics are over these)."),
     warmup: int = typer.Option(1, help="Untimed attributions first (graph, session, allocations)."),
-    threads: Optional[int] = typer.Option(None, help="Intra-op threads (default: ONNX Runtime's choice)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Path images per run "
-                                             "(default: from a memory budget)."),
-    window_size: int = typer.Option(16, "--window-size", help="Window size in SR pixels (centred)."),
-    rule: str = typer.Option("right", help=f"Quadrature rule: {', '.join(RULES)}."),
-    crop: bool = typer.Option(True, "--crop/--no-crop", help="Receptive-field cropping where it is exact."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    threads: Threads = None,
+    batch_size: BatchSize = None,
+    size: Size = 16,
+    rule: RuleOption = Rule("right"),
+    crop: Crop = True,
+    json_out: JsonOut = False,
 ) -> None:
     """Measure how fast lam-trt attributes MODEL: one centred window, the same image, many times."""
     from lam_trt.bench import parse_size, run_benchmark
     from lam_trt.errors import InputError
 
-    if rule not in RULES:
-        raise InputError(f"unknown quadrature rule {rule!r}; choose one of {', '.join(RULES)}")
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
-    if size is not None and image is not None:
-        raise InputError("give --size or --image, not both")
-    hw = parse_size(size) if size is not None else None
+    check_batch_size(batch_size)
+    if lr_size is not None and image is not None:
+        raise InputError("give --lr-size or --image, not both")
+    hw = parse_size(lr_size) if lr_size is not None else None
 
     with stage(f"attributions ({warmup} warm-up, {repeats} timed)", warmup + repeats) as advance:
-        report = run_benchmark(model, size=hw, image=image, steps=steps, provider=provider, repeats=repeats,
-                               warmup=warmup, threads=threads, batch_size=batch_size, window_size=window_size,
-                               rule=rule, crop="auto" if crop else False, on_run=lambda _i, _s: advance(1))
+        report = run_benchmark(model, size=hw, image=image, steps=steps, provider=provider.value, repeats=repeats,
+                               warmup=warmup, threads=threads, batch_size=batch_size, window_size=size,
+                               rule=rule.value, crop="auto" if crop else False, on_run=lambda _i, _s: advance(1))
     summary = report.to_dict()
     if json_out:
         print_json(summary)

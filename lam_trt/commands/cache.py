@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lam_trt.commands._common import out_console, print_json
+from lam_trt.commands._common import JsonOut, out_console, print_json
 
 # What lam-trt writes in the cache folder: graph entries "<model hash>-CxHxW-...", the hidden
 # half-built ones ".<entry>.xxxx", and TensorRT's engines under "trt". Nothing else is touched,
@@ -18,10 +18,6 @@ ENGINES = "trt"
 
 cache_app = typer.Typer(help="Show or clear the cache of attribution graphs (LAM_TRT_CACHE, else "
                              "$XDG_CACHE_HOME/lam-trt, else ~/.cache/lam-trt).", no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(cache_app, name="cache")
 
 
 def cache_root() -> Path:
@@ -43,7 +39,7 @@ def folder_bytes(path: Path) -> int:
 
 
 @cache_app.command("info")
-def info_command(json_out: bool = typer.Option(False, "--json", help="Print the facts as JSON.")) -> None:
+def info_command(json_out: JsonOut = False) -> None:
     """Where the cache is, why there, and how many graphs and bytes it holds."""
     root = cache_root()
     entries = cache_entries(root)
@@ -57,7 +53,7 @@ def info_command(json_out: bool = typer.Option(False, "--json", help="Print the 
 
 
 @cache_app.command("clear")
-def clear_command(json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON.")) -> None:
+def clear_command(json_out: JsonOut = False) -> None:
     """Remove every cached graph (they are rebuilt when next needed)."""
     root = cache_root()
     entries = cache_entries(root)

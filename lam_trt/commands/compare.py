@@ -2,51 +2,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from lam_trt.commands._common import (FIGURE_DPI, METHODS, FigureDpi, FigureFormat, check_figure_options,
-                                     out_console, path_points, print_json, stage)
+from lam_trt.commands._common import (AttributionOptions, FigureOptions, JsonOut, OutDir, WindowXY, option_groups,
+                                     out_console, print_json, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
 
 
-def register(app: typer.Typer) -> None:
-    app.command("compare")(compare_command)
-
-
+@option_groups
 def compare_command(
     paths: list[Path] = typer.Argument(..., metavar="MODEL1 MODEL2 ... IMAGE",
                                        help="Two or more ONNX SR models of one scale, then the LR image."),
-    window: Optional[tuple[int, int]] = typer.Option(None, "--window", help="X Y: column and row of the window's "
-                                                     "top-left corner in SR-output pixels (default: centred)."),
-    size: int = typer.Option(16, help="Window size in SR-output pixels."),
-    steps: int = typer.Option(100, help="Path steps."),
-    sigma: float = typer.Option(1.2, help="Blur of the baseline."),
-    kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
-    method: str = typer.Option("lam", help=f"Attribution method: {', '.join(METHODS)}."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
+    window: WindowXY = None,
+    options: AttributionOptions = AttributionOptions(),
     mass: float = typer.Option(0.5, help="Area of interest: a model uses the top pixels holding this "
                                "share of its |map|."),
-    out: Path = typer.Option(Path("lam-compare"), "--out", help="Output folder."),
-    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
-    figure: FigureFormat = "png",
-    dpi: FigureDpi = FIGURE_DPI,
+    out: OutDir = Path("lam-compare"),
+    json_out: JsonOut = False,
+    figures: FigureOptions = FigureOptions(),
 ) -> None:
     """Compare the LAM of one window across SR models (the paper's Fig. 5 and Fig. 6)."""
     from lam_trt.compare import compare_models, write_comparison
 
-    check_figure_options(figure, dpi)
+    figures.check()
     check_out_dir(out)
     if len(paths) < 3:
         raise InputError("give at least two models and then the image: MODEL1 MODEL2 ... IMAGE")
     *models, image = paths
-    points = path_points(method.lower(), steps, "right")
-    comparison = compare_models(models, image, window, size=size, steps=steps, sigma=sigma,
-                                kernel_size=kernel_size, method=method.lower(), provider=provider, mass=mass,
-                                stage=lambda name: stage(f"path images of {name}", points))
-    summary = write_comparison(comparison, out, figure=figure.lower(), dpi=dpi)
+    comparison = compare_models(models, image, window, **options.attribution(), provider=options.provider.value,
+                                threads=options.threads, mass=mass,
+                                stage=lambda name: stage(f"path images of {name}", options.path_points))
+    summary = write_comparison(comparison, out, **figures.save_kwargs())
     if json_out:
         print_json(summary)
     else:

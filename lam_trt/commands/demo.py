@@ -5,15 +5,10 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import typer
-
-from lam_trt.commands._common import out_console, path_points, print_json, stage
+from lam_trt.commands._common import (FigureOptions, JsonOut, OutDir, Provider, ProviderOption, Steps, option_groups,
+                                     out_console, path_points, print_json, stage)
 from lam_trt.commands.attribute import print_summary
 from lam_trt.io import check_out_dir
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_command)
 
 
 def demo_files() -> tuple[Path, Path, dict]:
@@ -23,24 +18,27 @@ def demo_files() -> tuple[Path, Path, dict]:
     return Path(str(data / "demo_x4.onnx")), Path(str(data / "demo_lr.png")), info
 
 
+@option_groups
 def demo_command(
-    out: Path = typer.Option(Path("lam-demo"), "--out", help="Output folder."),
-    steps: int = typer.Option(100, help="Path steps."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    out: OutDir = Path("lam-demo"),
+    steps: Steps = 100,
+    provider: ProviderOption = Provider("auto"),
+    json_out: JsonOut = False,
+    figures: FigureOptions = FigureOptions(),
 ) -> None:
     """Run LAM on the bundled demo network (a small trained x4 SR model) and image."""
     from lam_trt.attributor import Attributor
     from lam_trt.report import write_result
 
+    figures.check()
     check_out_dir(out)
     model, image, info = demo_files()
     x, y = info["demo_window"]["x"], info["demo_window"]["y"]
     size = info["demo_window"].get("size", 16)
-    with stage("path images", path_points("lam", steps, "right")) as advance:
-        result = Attributor(model, provider=provider).attribute(image, window=(x, y), size=size, steps=steps,
-                                                                progress=advance)
-    summary = write_result(result, out, source_image="demo_lr.png (bundled)",
+    with stage("path images", path_points("lam", steps)) as advance:
+        result = Attributor(model, provider=provider.value).attribute(image, window=(x, y), size=size,
+                                                                      steps=steps, progress=advance)
+    summary = write_result(result, out, **figures.save_kwargs(), source_image="demo_lr.png (bundled)",
                            demo_model={k: info[k] for k in ("architecture", "psnr_held_out_db") if k in info})
     if json_out:
         print_json(summary)

@@ -11,51 +11,36 @@ from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, out_console, print_json, stage
+from lam_trt.commands._common import JsonOut, LrSize, err_console, out_console, print_json, stage
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_file, write_bytes
 
-DEFAULT_SIZE = "64x64"
+DEFAULT_LR_SIZE = "64x64"
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "export",
-        help="Export a checkpoint (.pth/.pt/.ckpt/.safetensors) or a zoo architecture to ONNX, "
-        "checked against PyTorch in onnxruntime.",
-    )(export)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'64x48' -> (64, 48) as (height, width); '64' -> (64, 64)."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    except (ValueError, IndexError):
-        raise InputError(f"--size must look like HxW (e.g. 64x64), not {text!r}") from None
-    if len(parts) > 2 or h < 1 or w < 1:
-        raise InputError(f"--size must look like HxW with positive sizes, not {text!r}")
-    return h, w
-
-
-def export(
+def export_command(
     checkpoint: Optional[Path] = typer.Argument(None, help="Weights to export; the architecture is detected by spandrel unless --arch names it."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture: fsrcnn, edsr, carn, msrn, rrdbnet, imdn, rfdn, pan, rcan, rnan, san, swinir."),
     random_init: bool = typer.Option(False, "--random-init", help="Export --arch with random weights (no checkpoint); models trained on 0..255 then take [0, 1] directly."),
     scale: Optional[int] = typer.Option(None, "--scale", help="Upscaling factor (zoo default 4; checked against a detected checkpoint)."),
     width: Optional[int] = typer.Option(None, "--width", help="Zoo: channel width (default: the published one, or read from the checkpoint)."),
     depth: Optional[int] = typer.Option(None, "--depth", help="Zoo: number of blocks or groups (default: the published one)."),
-    size: str = typer.Option(DEFAULT_SIZE, "--size", help="LR input HxW used for tracing and the check; the fixed size where H and W cannot be dynamic."),
+    lr_size: LrSize = DEFAULT_LR_SIZE,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="ONNX file to write, or a folder for <checkpoint stem>.onnx (default: <checkpoint stem>.onnx here)."),
-    attribution_graph: Optional[Path] = typer.Option(None, "--attribution-graph", help="Also write the attribution graph for --size."),
+    attribution_graph: Optional[Path] = typer.Option(None, "--attribution-graph", help="Also write the attribution graph for --lr-size."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest relative onnxruntime-vs-PyTorch error accepted (exit code 1 above)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    json_output: JsonOut = False,
 ) -> None:
+    """Export a checkpoint or a zoo architecture to ONNX, checked against PyTorch in onnxruntime.
+
+    Checkpoints: .pth, .pt, .ckpt, .safetensors; H and W are fixed at --lr-size where they cannot be dynamic."""
+    from lam_trt.bench import parse_size
+
     if checkpoint is not None and random_init:
         raise InputError("give either a checkpoint or --random-init, not both")
     if checkpoint is None and not (arch and random_init):
         raise InputError("give a checkpoint, or --arch NAME --random-init")
-    h, w = parse_size(size)
+    h, w = parse_size(lr_size or DEFAULT_LR_SIZE)
     check_numbers(scale, width, depth, tolerance)
     output = check_out_file(output_file(output, checkpoint, arch, scale))
     if attribution_graph is not None:
@@ -69,19 +54,13 @@ def export(
         loaded = load_model(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
     check_finite_weights(loaded.module, loaded.source)
     if min(h, w) < loaded.min_size:
-        raise InputError(f"{loaded.architecture} needs inputs of at least {loaded.min_size} pixels, --size is {h}x{w}")
-    notes = _size_notes(loaded, h, w)
-    metadata = {
-        "lam_trt.architecture": loaded.architecture,
-        "lam_trt.scale": str(loaded.scale),
-        "lam_trt.source": loaded.source,
-        "lam_trt.parameters": str(_parameters(loaded)),  # inspect reports this count (ONNX folds some)
-    }
+        raise InputError(f"{loaded.architecture} needs inputs of at least {loaded.min_size} pixels, --lr-size is {h}x{w}")
     with stage("exporting to ONNX and checking it against PyTorch"):
         report = export_onnx(
             loaded.module, output, in_channels=loaded.in_channels, size=(h, w),
-            fixed_hw=loaded.fixed_size, metadata=metadata, tolerance=tolerance,
+            fixed_hw=loaded.fixed_size, metadata=_metadata(loaded), tolerance=tolerance,
         )
+    notes = _size_notes(loaded, h, w)
     notes += [n for n in report.warnings if not (loaded.fixed_size and n.startswith("height and width"))]
     summary = _summary(loaded, report.to_dict(), notes)
     if attribution_graph is not None:
@@ -89,6 +68,12 @@ def export(
             _write_attribution_graph(output, attribution_graph, (loaded.in_channels, h, w))
         summary["attribution_graph"] = {"path": str(attribution_graph), "input_shape": [loaded.in_channels, h, w]}
     _print(summary, json_output)
+
+
+def _metadata(loaded: Any) -> dict[str, str]:
+    """What the ONNX file records of its origin; inspect reports this parameter count (ONNX folds some)."""
+    return {"lam_trt.architecture": loaded.architecture, "lam_trt.scale": str(loaded.scale),
+            "lam_trt.source": loaded.source, "lam_trt.parameters": str(_parameters(loaded))}
 
 
 def check_numbers(scale: Optional[int], width: Optional[int], depth: Optional[int], tolerance: float) -> None:

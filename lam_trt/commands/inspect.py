@@ -2,31 +2,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
-import typer
 from rich.table import Table
 
-from lam_trt.commands._common import out_console, print_json
+from lam_trt.commands._common import JsonOut, LrSize, ModelArg, out_console, print_json
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "inspect",
-        help="Describe an ONNX SR model: inputs, outputs, scale, parameters, ops, ops without a "
-        "gradient rule, GFLOPs per LR pixel and the theoretical receptive field.",
-    )(inspect)
+def inspect_command(model: ModelArg, lr_size: LrSize = None, json_output: JsonOut = False) -> None:
+    """Describe an ONNX SR model: its interface, scale, size, cost, ops and receptive field.
 
-
-def inspect(
-    model: Path = typer.Argument(..., help="ONNX model file."),
-    size: Optional[str] = typer.Option(None, "--size", help="LR input HxW to analyse at (default: the model's fixed size, else 64x64)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-) -> None:
-    from lam_trt.commands.export import parse_size
+    Inputs, outputs, scale, parameters, ops, ops without a gradient rule, GFLOPs per LR pixel and the
+    theoretical receptive field."""
+    from lam_trt.bench import parse_size
     from lam_trt.export import inspect_model
 
-    report = inspect_model(model, parse_size(size) if size else None)
+    report = inspect_model(model, parse_size(lr_size) if lr_size else None)
     if json_output:
         print_json(report)
     else:

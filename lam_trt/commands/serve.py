@@ -6,12 +6,8 @@ from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import err_console
+from lam_trt.commands._common import Provider, ProviderOption, err_console
 from lam_trt.errors import InputError
-
-
-def register(app: typer.Typer) -> None:
-    app.command("serve")(serve_command)
 
 
 def serve_command(
@@ -20,7 +16,7 @@ def serve_command(
     demo: bool = typer.Option(False, "--demo", help="Also offer the bundled demo model and its image."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the server."),
     port: int = typer.Option(8000, help="TCP port."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
+    provider: ProviderOption = Provider("auto"),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request accepted."),
     max_pixels: int = typer.Option(1024 * 1024, "--max-pixels", help="Largest LR image (pixels) accepted."),
     max_steps: int = typer.Option(1024, "--max-steps", help="Most path steps a request may ask for."),
@@ -46,7 +42,7 @@ def serve_command(
         model, image, _ = demo_files()
         paths.append(model)
         pictures.setdefault(image.name, image)
-    served = load_models(paths, provider)
+    served = load_models(paths, provider.value)
     loopback = host in LOOPBACK_HOSTS
     app = create_app(served, pictures, Limits(int(max_upload_mb * 2**20), max_pixels, max_steps),
                      allowed_hosts=LOOPBACK_HOSTS if loopback else None)

@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, out_console, print_json
-
-
-def register(app: typer.Typer) -> None:
-    app.command("study")(study_command)
+from lam_trt.commands._common import (JsonOut, KernelSize, OutDir, Provider, ProviderOption, Sigma, Size, Steps,
+                                     Threads, WindowsPerImage, err_console, out_console, print_json)
 
 
 def study_command(
@@ -18,24 +14,24 @@ def study_command(
     hr: list[str] = typer.Option(..., "--hr", help="HR images, folders (their images) or globs; repeatable. "
                                  "Each is downscaled (bicubic) to make the LR input."),
     scale: int = typer.Option(..., "--scale", help="The models' upscaling factor (also the PSNR border)."),
-    windows: str = typer.Option("center", "--windows", help="center, grid:K or a CSV file of x,y[,size] rows "
-                                "in SR pixels: the windows whose DI is averaged."),
-    size: int = typer.Option(16, help="Window size in SR-output pixels."),
-    steps: int = typer.Option(100, help="Path steps."),
-    sigma: float = typer.Option(1.2, help="Blur of the baseline."),
-    kernel_size: int = typer.Option(9, "--kernel-size", help="Gaussian kernel size (odd)."),
-    provider: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
-    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
-    out: Path = typer.Option(Path("lam-study"), "--out", help="Output folder (rerun to resume or add models)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the table and correlations as JSON."),
+    windows: WindowsPerImage = "center",
+    size: Size = 16,
+    steps: Steps = 100,
+    sigma: Sigma = 1.2,
+    kernel_size: KernelSize = 9,
+    provider: ProviderOption = Provider("auto"),
+    threads: Threads = None,
+    out: OutDir = Path("lam-study"),
+    json_out: JsonOut = False,
 ) -> None:
     """PSNR/SSIM (Y, BasicSR), mean DI and its spread, receptive field, parameters and MACs per model;
-    a table (OUT/study.md, .csv, .json), DI-vs-PSNR scatter with correlations, DI bar chart."""
+    a table (OUT/study.md, .csv, .json), DI-vs-PSNR scatter with correlations, DI bar chart (rerun OUT
+    to resume or add models)."""
     from lam_trt.batch import BatchParams, WindowSpec
     from lam_trt.study import plan_study, run_study
 
     params = BatchParams(WindowSpec.parse(windows), size, steps, sigma, kernel_size, "lam")
-    plan = plan_study([str(m) for m in models], hr, out, params, scale, provider, threads)
+    plan = plan_study([str(m) for m in models], hr, out, params, scale, provider.value, threads)
     result = run_study(plan, progress=lambda line: err_console.print(line, soft_wrap=True, markup=False))
     if json_out:
         print_json({k: result[k] for k in ("table", "correlations", "new_rows", "kept_rows", "errors", "files")})

@@ -1,0 +1,188 @@
+"""A batch's rows: one per (image, window), made the same way by the local and the Ray runs; the
+parameters that decide their numbers; which rows stand after a resume."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lam_trt.batch.windows import Window, WindowSpec
+from lam_trt.errors import InputError, LamTrtError, ProviderError, ResourceError
+
+METRIC_COLUMNS = ("diffusion_index", "gini", "completeness_gap", "completeness_gap_relative",
+                  "detector_input", "detector_baseline", "scale")
+COLUMNS = ("image", "image_path", "image_sha256", "window_x", "window_y", "window_size", *METRIC_COLUMNS,
+           "warnings", "error", "error_kind", "seconds", "model_sha256", "method", "steps", "sigma",
+           "kernel_size", "provider")
+# resolved image path, its content's sha256 (None: unreadable), x, y, size (None: an image's own error)
+Key = tuple[str, str | None, int | None, int | None, int | None]
+Row = dict[str, Any]
+ENVIRONMENT = "environment"   # error_kind of a failure of this machine, not of the input: retried on resume
+MESSAGES = "_warning_messages"  # a row's warning messages, for stderr only (not a column)
+
+
+@dataclass(frozen=True)
+class BatchParams:
+    """Everything that decides a row's numbers; a resumed run must use the same."""
+
+    windows: WindowSpec = field(default_factory=lambda: WindowSpec("center"))
+    size: int = 16
+    steps: int = 100
+    sigma: float = 1.2
+    kernel_size: int = 9
+    method: str = "lam"
+    rule: str = "right"
+    hr: bool = False              # the images are HR: each is downscaled by ``scale`` (the model's) first
+    scale: int | None = None
+    crop: bool = True             # receptive-field cropping where it is exact
+
+    def check(self) -> None:
+        """The same checks an attribution makes, before any work (a bad value is exit 2, not rows)."""
+        from lam_trt.kernels.gaussian import check_kernel_size, check_sigma
+        from lam_trt.kernels.paths import METHODS, check_rule, check_steps
+
+        if self.method not in METHODS:
+            raise InputError(f"unknown attribution method {self.method!r}; choose one of {', '.join(METHODS)}")
+        check_rule(self.rule)
+        check_steps(self.steps)
+        check_sigma(self.sigma)
+        check_kernel_size(self.kernel_size)
+        if self.size < 1:
+            raise InputError(f"window size must be >= 1, got {self.size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        # hr, scale and crop only where they differ from the defaults: a folder written before they
+        # existed resumes with the same run.json
+        extra = {"hr": True, "scale": self.scale} if self.hr else {}
+        return {"windows": self.windows.to_json(), "size": self.size, "steps": self.steps,
+                "sigma": self.sigma, "kernel_size": self.kernel_size, "method": self.method,
+                "rule": self.rule, "detector": "gradient", "reduce": "sum", **extra,
+                **({} if self.crop else {"crop": False})}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BatchParams:
+        """Inverse of to_dict (for Ray workers, which get the parameters as JSON)."""
+        w = d["windows"]
+        spec = WindowSpec("file", listed=tuple(tuple(v) for v in w)) if isinstance(w, list) \
+            else WindowSpec.parse(w)
+        return cls(spec, d["size"], d["steps"], d["sigma"], d["kernel_size"], d["method"], d["rule"],
+                   d.get("hr", False), d.get("scale"), d.get("crop", True))
+
+
+
+def image_rows(attributor: Any, image: str, params: BatchParams, done: Collection[Key] = ()) -> Iterator[Row]:
+    """The rows of one image that are not in ``done``: one per window, or one error row when the
+    image cannot be read or has no room for a window. Used by the local and the Ray runs alike."""
+    where = image_identity(image)
+    common = {"model_sha256": attributor.sha256, "method": params.method, "steps": params.steps,
+              "sigma": params.sigma, "kernel_size": params.kernel_size}
+    if (*where, None, None, None) in done:
+        return
+    start = time.perf_counter()
+    try:
+        img = attributor.load(image, params.hr, params.scale)
+        runner, _ = attributor.runner(tuple(img.shape))
+        windows = params.windows.windows(runner.output_shape, params.size)
+    except Exception as e:  # noqa: BLE001 - any failure of one image is that image's row
+        provider = _resolved_provider(attributor)
+        yield make_row(image, where, None, {}, e, time.perf_counter() - start, {**common, "provider": provider})
+        return
+    common["provider"] = runner.provider
+    for window in windows:
+        if (*where, *window) not in done:
+            yield window_row(attributor, img, image, where, window, params, common)
+
+
+def image_identity(image: str) -> tuple[str, str | None]:
+    """(resolved path, sha256 of the content or None when unreadable): what a row's key names, so
+    one file named two ways is one image, and a changed file is a new one."""
+    from lam_trt.provenance import file_sha256
+
+    try:
+        return os.path.realpath(image), file_sha256(image)
+    except OSError:
+        return os.path.realpath(image), None
+
+
+def window_row(attributor: Any, img: np.ndarray, image: str, where: tuple[str, str | None], window: Window,
+               params: BatchParams, common: dict[str, Any]) -> Row:
+    start = time.perf_counter()
+    x, y, size = window
+    try:
+        result = attributor.attribute(img, window=(x, y), size=size, steps=params.steps, sigma=params.sigma,
+                                      kernel_size=params.kernel_size, method=params.method, rule=params.rule,
+                                      crop="auto" if params.crop else False)
+    except Exception as e:  # noqa: BLE001 - a bad window is a row, not the end of the batch
+        return make_row(image, where, window, {}, e, time.perf_counter() - start, common)
+    values = {k: getattr(result, k) for k in METRIC_COLUMNS}
+    row = make_row(image, where, window, values, None, time.perf_counter() - start, common)
+    row["warnings"] = ";".join(dict.fromkeys(w.code for w in result.warnings)) or None
+    row[MESSAGES] = {w.code: w.message for w in result.warnings}
+    return row
+
+
+def make_row(image: str, where: tuple[str, str | None], window: Window | None, values: dict[str, Any],
+             error: BaseException | None, seconds: float, common: dict[str, Any]) -> Row:
+    x, y, size = window if window is not None else (None, None, None)
+    row: Row = {"image": image, "image_path": where[0], "image_sha256": where[1],
+                "window_x": x, "window_y": y, "window_size": size}
+    row.update({k: _finite(values.get(k)) for k in METRIC_COLUMNS})
+    row.update({"warnings": None, "error": describe_error(error) if error is not None else None,
+                "error_kind": error_kind(error) if error is not None else None,
+                "seconds": round(seconds, 6), **common})
+    return row
+
+
+def row_key(row: Row) -> Key:
+    return row["image_path"], row["image_sha256"], row["window_x"], row["window_y"], row["window_size"]
+
+
+def describe_error(e: BaseException) -> str:
+    text = str(e) if isinstance(e, LamTrtError) else f"{type(e).__name__}: {e}"
+    return " ".join(text.split())[:500]
+
+
+def error_kind(e: BaseException) -> str:
+    """"input" for a bad image, window or model (kept on resume); "environment" for anything this
+    machine caused (no memory, an unavailable provider or cache, a runtime failure): retried."""
+    if isinstance(e, LamTrtError) and not isinstance(e, (ProviderError, ResourceError)):
+        return "input"
+    return ENVIRONMENT
+
+
+def row_warnings(row: Row) -> list[str]:
+    return [code for code in (row.get("warnings") or "").split(";") if code]
+
+
+def current_rows(rows: Sequence[Row]) -> list[Row]:
+    """The rows that stand, in file order: for each image (resolved path) only those of its latest
+    content, the last row of each window (a retried row replaces the failed one), and an image's own
+    error row only while it has no window rows."""
+    latest = {r["image_path"]: r["image_sha256"] for r in rows}
+    last: dict[Key, int] = {}
+    for i, r in enumerate(rows):
+        if r["image_sha256"] == latest[r["image_path"]]:
+            last[row_key(r)] = i
+    windowed = {k[:2] for k in last if k[2] is not None}
+    return [rows[i] for k, i in sorted(last.items(), key=lambda item: item[1])
+            if k[2] is not None or k[:2] not in windowed]
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    return int(v) if isinstance(v, (np.integer,)) else v
+
+
+def _resolved_provider(attributor: Any) -> str:
+    from lam_trt import providers
+
+    try:
+        return providers.resolve(attributor.provider)
+    except LamTrtError:
+        return str(attributor.provider)
