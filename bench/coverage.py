@@ -129,7 +129,7 @@ def export_checkpoint(row: dict, tmp: Path) -> None:
     from safetensors.torch import save_file
 
     from lam_trt.errors import LamTrtError
-    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.checkpoint import load_checkpoint
     from lam_trt.export.torch_export import export_onnx
     from spandrel_cases import CASES_BY_NAME, build_network
 
@@ -137,7 +137,7 @@ def export_checkpoint(row: dict, tmp: Path) -> None:
     checkpoint = tmp / f"{case.name}.safetensors"
     save_file({k: v.detach().contiguous().clone() for k, v in build_network(case).state_dict().items()}, str(checkpoint))
     try:
-        loaded = load_model(checkpoint)
+        loaded = load_checkpoint(checkpoint)
     except LamTrtError as e:
         row.update(status="not detected", reason=first_line(e))
         return

@@ -157,14 +157,14 @@ def test_export_checkpoint(name: str, finding: str | None, tmp_path) -> None:
     checked export; a file that disagrees at batch 2 gets batch 1 and says why."""
     from safetensors.torch import save_file
 
-    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.checkpoint import load_checkpoint
     from lam_trt.export.torch_export import export_onnx
     from spandrel_cases import build_network
 
     case = CASES_BY_NAME[name]
     checkpoint = tmp_path / f"{name}.safetensors"
     save_file({k: v.contiguous().clone() for k, v in build_network(case).state_dict().items()}, str(checkpoint))
-    loaded = load_model(checkpoint)
+    loaded = load_checkpoint(checkpoint)
     assert loaded.architecture == case.arch
     report = export_onnx(loaded.module, tmp_path / f"{name}.onnx", in_channels=case.in_channels,
                          size=(case.size, case.size), fixed_hw=loaded.fixed_size)

@@ -61,12 +61,12 @@ def export(
     if attribution_graph is not None:
         check_out_file(attribution_graph, "--attribution-graph")
     torch = _import_torch()
-    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.checkpoint import load_checkpoint
     from lam_trt.export.torch_export import export_onnx
 
     torch.manual_seed(0)  # --random-init exports are reproducible
     with stage("loading the model"):
-        loaded = load_model(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
+        loaded = load_checkpoint(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
     check_finite_weights(loaded.module, loaded.source)
     if min(h, w) < loaded.min_size:
         raise InputError(f"{loaded.architecture} needs inputs of at least {loaded.min_size} pixels, --size is {h}x{w}")
