@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
@@ -45,6 +46,19 @@ FIGURE_DPI = 150
 FigureFormat = Annotated[str, typer.Option("--format", help=f"Figures as {', '.join(FIGURE_FORMATS)} "
                                            "(pdf and svg: vector, for papers).")]
 FigureDpi = Annotated[int, typer.Option("--dpi", help="Figure resolution in dots per inch.")]
+
+
+class Exporter(str, Enum):
+    """torch's ONNX exporters (lam_trt.export.torch_export.EXPORTERS: that module imports torch)."""
+
+    torchscript = "torchscript"
+    dynamo = "dynamo"
+
+
+ExporterOption = Annotated[Exporter, typer.Option(
+    "--exporter", case_sensitive=False,
+    help="torch's ONNX exporter: torchscript (opset 17, what TensorRT and every ONNX Runtime provider accept) "
+         "or dynamo (torch.export, opset 18 and above).")]
 
 
 def check_figure_options(figure: str, dpi: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import err_console, out_console, print_json, stage
+from lam_trt.commands._common import Exporter, ExporterOption, err_console, out_console, print_json, stage
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_file, write_bytes
 
@@ -50,6 +50,7 @@ def export(
     attribution_graph: Optional[Path] = typer.Option(None, "--attribution-graph", help="Also write the attribution graph for --size."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest relative onnxruntime-vs-PyTorch error accepted (exit code 1 above)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    exporter: ExporterOption = Exporter.torchscript,
 ) -> None:
     if checkpoint is not None and random_init:
         raise InputError("give either a checkpoint or --random-init, not both")
@@ -80,7 +81,7 @@ def export(
     with stage("exporting to ONNX and checking it against PyTorch"):
         report = export_onnx(
             loaded.module, output, in_channels=loaded.in_channels, size=(h, w),
-            fixed_hw=loaded.fixed_size, metadata=metadata, tolerance=tolerance,
+            fixed_hw=loaded.fixed_size, metadata=metadata, tolerance=tolerance, exporter=exporter.value,
         )
     notes += [n for n in report.warnings if not (loaded.fixed_size and n.startswith("height and width"))]
     summary = _summary(loaded, report.to_dict(), notes)
