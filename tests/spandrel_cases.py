@@ -9,6 +9,7 @@ read a tiny configuration back, the network's first output is taken.
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import warnings
 from dataclasses import dataclass, field
@@ -210,6 +211,21 @@ class ExportedFunction(nn.Module):
     def __init__(self, model: nn.Module, one_at_a_time: bool = False):
         super().__init__()
         self.model, self.one_at_a_time = model, one_at_a_time
+
+    def __deepcopy__(self, memo: dict) -> ExportedFunction:
+        """The float64 reference copies the function. weight_norm (DDColor) keeps its computed weight as
+        a non-leaf tensor attribute, which deepcopy refuses; its hook recomputes that weight from
+        weight_g and weight_v before every forward, so the copy is made without it."""
+        from torch.nn.utils.weight_norm import WeightNorm
+
+        computed = [(m, hook.name) for m in self.model.modules() for hook in m._forward_pre_hooks.values()
+                    if isinstance(hook, WeightNorm) and hook.name in vars(m)]
+        saved = [(m, name, vars(m).pop(name)) for m, name in computed]
+        try:
+            return ExportedFunction(copy.deepcopy(self.model, memo), self.one_at_a_time)
+        finally:
+            for m, name, value in saved:
+                setattr(m, name, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         original = torch.Tensor.detach

@@ -57,16 +57,12 @@ FAST = {(name, "torchscript") for name in (
 # status bench/coverage.py will give them; measure, then list them above.
 NOT_MEASURED = {("AuraSR", "dynamo"), ("AdaCode", "dynamo"), ("CodeFormer", "dynamo"), ("DDColor", "dynamo"),
                 ("SPAN", "dynamo")}
-# The float64 reference deep-copies the model, which DDColor refuses (it caches non-leaf tensors).
-NO_REFERENCE = {("DDColor", "torchscript"): "the float64 reference cannot deep-copy DDColor (non-leaf tensors on the module)"}
 
 
 def pair_param(name: str, exporter: str):
     marks = [] if (name, exporter) in FAST else [pytest.mark.slow]
     if (name, exporter) in NOT_MEASURED:
         marks.append(pytest.mark.skip(reason="not measured yet: run bench/coverage.py for it and list its status here"))
-    if (name, exporter) in NO_REFERENCE:
-        marks.append(pytest.mark.skip(reason=NO_REFERENCE[(name, exporter)]))
     if (name, exporter) in KNOWN:
         owner, reason = KNOWN[(name, exporter)]
         marks.append(pytest.mark.xfail(strict=True, reason=f"{owner}: {reason}"))
