@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import importlib
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -180,6 +183,24 @@ def export_case(model: nn.Module, x: torch.Tensor, path: str, exporter: str) -> 
             note = f"static batch ({_first_line(e)[:80]})"
         program.save(path)
         return note
+
+
+# torch's exporter kills the process on these (not lam-trt's limit): they export in a child process.
+TORCH_CRASHES = {("SPAN", "dynamo"): "torch.export's decomposition crashes the process (segmentation fault)"}
+
+
+def export_apart(name: str, path: str, exporter: str) -> str:
+    """``export_case`` for the case ``name`` (random weights, seed 0) in a child process: a crash
+    there raises RuntimeError here instead of ending the test session or the coverage sweep."""
+    code = (f"import sys, torch; sys.path.insert(0, {str(Path(__file__).parent)!r}); import spandrel_cases as s; "
+            f"c = s.CASES_BY_NAME[{name!r}]; "
+            f"print(s.export_case(s.build_model(c), torch.rand(1, c.in_channels, c.size, c.size), {path!r}, {exporter!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode < 0:
+        raise RuntimeError(f"torch's {exporter} exporter crashed the process exporting {name} (signal {-proc.returncode})")
+    if proc.returncode:
+        raise RuntimeError(f"exporting {name} with {exporter} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 
 def _first_line(e: BaseException) -> str:
