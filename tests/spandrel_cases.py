@@ -234,19 +234,17 @@ class ExportedFunction(nn.Module):
         self.model, self.one_at_a_time = model, one_at_a_time
 
     def __deepcopy__(self, memo: dict) -> ExportedFunction:
-        """The float64 reference copies the function. weight_norm (DDColor) keeps its computed weight as
-        a non-leaf tensor attribute, which deepcopy refuses; its hook recomputes that weight from
-        weight_g and weight_v before every forward, so the copy is made without it."""
-        from torch.nn.utils.weight_norm import WeightNorm
-
-        computed = [(m, hook.name) for m in self.model.modules() for hook in m._forward_pre_hooks.values()
-                    if isinstance(hook, WeightNorm) and hook.name in vars(m)]
-        saved = [(m, name, vars(m).pop(name)) for m, name in computed]
-        try:
-            return ExportedFunction(copy.deepcopy(self.model, memo), self.one_at_a_time)
-        finally:
-            for m, name, value in saved:
-                setattr(m, name, value)
+        """The float64 reference copies the function. State that every forward sets anew can hold
+        non-leaf tensors, which deepcopy refuses: weight_norm's computed weight (its pre-hook
+        recomputes it from weight_g and weight_v), DDColor's feature hooks (the last forward's
+        features). The copy gets None there."""
+        for m in self.model.modules():
+            hooks = [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]
+            for owner in [m, *(getattr(h, "__self__", h) for h in hooks)]:
+                for value in getattr(owner, "__dict__", {}).values():
+                    if isinstance(value, torch.Tensor) and not value.is_leaf:
+                        memo[id(value)] = None
+        return ExportedFunction(copy.deepcopy(self.model, memo), self.one_at_a_time)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         original = torch.Tensor.detach
