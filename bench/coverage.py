@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 RESULTS = BENCH / "coverage.jsonl"
 REPORT = BENCH / "COVERAGE.md"
 GOOD = 1e-4  # relative L2 of the attribution against autograd
+REFUSALS = ("ModelError:", "UnsupportedOpError:")  # lam-trt's one-line refusals, raised before any work
 
 
 class CaseTimeout(BaseException):  # not an Exception: the per-step handlers must not swallow it
@@ -340,7 +341,7 @@ def render(rows: dict[tuple[str, str], dict], report: Path, checkpoints: dict[st
         errs = row.get("rel_l2") or {}
         check = row.get("onnx_vs_torch") or {}
         lines.append("| " + " | ".join([
-            case, exporter, row["status"], num(errs.get("b1")), num(errs.get("b3")), num(row.get("build_s")),
+            case, exporter, status(row), num(errs.get("b1")), num(errs.get("b3")), num(row.get("build_s")),
             num(row.get("ort_s_per_image")), num(row.get("torch_s_per_image")),
             f"{num(check.get('b1'))} / {num(check.get('b3'))}" if check else "",
             cell(" ".join(filter(None, [row.get("reason", ""), row.get("export_note", ""),
@@ -369,11 +370,17 @@ def render(rows: dict[tuple[str, str], dict], report: Path, checkpoints: dict[st
 def summary(rows: dict[tuple[str, str], dict]) -> str:
     counts: dict[str, int] = {}
     for row in rows.values():
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+        counts[status(row)] = counts.get(status(row), 0) + 1
     exportable = sum(1 for r in rows.values() if r["status"] != "torch cannot export")
     parts = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     return (f"{len(rows)} (architecture, exporter) pairs; torch exports {exportable}; of those, exact at batch 1 and 3: "
             f"{counts.get('exact', 0)}. By status: {parts}.")
+
+
+def status(row: dict) -> str:
+    """A graph build that lam-trt's own checks stop (one line naming op, node and why) is a refusal."""
+    refused = row["status"] == "graph build fails" and row.get("reason", "").startswith(REFUSALS)
+    return "refused" if refused else row["status"]
 
 
 def num(v: Any) -> str:
