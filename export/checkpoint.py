@@ -345,7 +345,7 @@ def _window_size(model: nn.Module) -> int:
     return size if isinstance(size, int) else 1
 
 
-def load_model(
+def load_checkpoint(
     checkpoint: str | Path | None = None,
     *,
     arch: str | None = None,

@@ -27,6 +27,10 @@ from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
 # its stacking axes); of these, the broadcasting ones take a size-1 batch axis as it is.
 BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where", "MatMul"})
 BATCHED_OPERANDS = BROADCASTING | {"Concat", "ScatterElements", "ScatterND"}
+# Outputs of these ops have a size that depends on the values they read (a boolean-mask selection).
+VALUE_SIZED = frozenset({"NonZero", "Unique", "Compress"})
+# Outputs of these ops take the shape of their first input whatever the sizes of the others.
+SHAPED_LIKE_FIRST = frozenset({"ScatterND", "ScatterElements"})
 SMALL = 1 << 16  # constants up to this many elements are kept as NumPy for the rules to read
 SOURCE_BATCHES = 1e-6  # relative L2 between a source's batch and its images alone (HAT's traced mask: 4e-5)
 
@@ -72,6 +76,7 @@ def specialise(model: onnx.ModelProto, input_shape: tuple[int, int, int]) -> For
     data_nodes = [n for n in fixed.graph.node if any(o in data for o in n.output)]
     if image_out.name not in data:
         raise ModelError("the model's output does not depend on its input")
+    refuse_sizes_set_by_values(fixed.graph.node, data)
     needed = {i for n in data_nodes for i in n.input if i and i not in data}
     inits = {t.name: t for t in fixed.graph.initializer}
     values, protos = fold_constants(fixed, needed - set(inits), image_in.name, input_shape)
@@ -135,6 +140,28 @@ def data_tensors(graph: onnx.GraphProto, input_name: str) -> set[str]:
         if any(i in data for i in node.input) or subgraph_reads(node, data):
             data.update(o for o in node.output if o)
     return data
+
+
+def refuse_sizes_set_by_values(nodes, data: set[str]) -> None:
+    """Refuse a data node that reads a size counted from the image's values (``x[mask] = ...``:
+    how many elements a NonZero selects). Specialisation folds what does not depend on the values,
+    and a Shape only reads a shape: that count would be folded at the one image specialisation
+    runs, and be wrong for every other image. One line, before any work."""
+    sized: dict[str, onnx.NodeProto] = {}  # tensor -> the node whose value-dependent size it carries
+    for node in nodes:
+        reads = node.input[:1] if node.op_type in SHAPED_LIKE_FIRST else node.input
+        source = next((sized[i] for i in reads if i in sized), None)
+        folded = next((i for i in node.input if i in sized and i not in data), None)
+        if folded is not None and any(o in data for o in node.output):
+            src = sized[folded]
+            raise ModelError(f"{node.op_type} node '{node.name}' reads {folded}, a size taken from {src.op_type} node "
+                             f"'{src.name}' (a boolean-mask selection: its count depends on the image); lam-trt would "
+                             "fix that count at one image, so no exact gradient graph exists for other images")
+        if node.op_type in VALUE_SIZED and any(i in data for i in node.input):
+            source = node
+        for o in node.output:
+            if o and source is not None:
+                sized[o] = source
 
 
 def subgraph_reads(node: onnx.NodeProto, data: set[str]) -> bool:

@@ -1,14 +1,17 @@
 """PyTorch module -> ONNX file, checked against PyTorch in ONNX Runtime.
 
 The export uses the TorchScript exporter (``dynamo=False``) at opset 17, which every current
-ONNX Runtime provider and TensorRT accept. Batch, height and width are dynamic unless the
-architecture forbids it; a dynamic export is verified at a second size and batch 2, and falls
-back to a fixed size (with a warning) when the traced graph does not generalise.
+ONNX Runtime provider and TensorRT accept, or on request torch's dynamo exporter (``torch.export``,
+torch's default opset). The trace is taken at batch 1, the batch lam-trt's forward and endpoints
+run. Batch, height and width are dynamic unless the architecture forbids it; a dynamic export is
+verified at a second size and at batches 1, 2 and 3, and falls back to a fixed size (with a
+warning naming the sizes that disagree) when the traced graph does not generalise.
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 import sys
 import tempfile
 import warnings
@@ -27,7 +30,9 @@ from lam_trt.errors import GateError, InputError, ModelError
 from lam_trt.io import write_bytes
 
 _ORT_ERRORS = (ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException, ort_state.NotImplemented)
-OPSET = 17
+EXPORTERS = ("torchscript", "dynamo")  # lam_trt.commands._common.Exporter holds the same names
+OPSET = 17  # the TorchScript exporter's; dynamo exports at torch's own default (18 or above)
+BATCHES = (1, 2, 3)  # a dynamic batch axis is checked at each
 TOLERANCE = 1e-4  # relative: max |onnxruntime - torch| / max |torch|
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
@@ -80,15 +85,19 @@ def export_onnx(
     metadata: dict[str, str] | None = None,
     tolerance: float = TOLERANCE,
     seed: int = 0,
+    exporter: str = "torchscript",
 ) -> ExportReport:
     """Export ``module`` (one NCHW image in, one out) to ``path`` atomically and check it.
 
     Raises ``ExportMismatchError`` after writing the file if ONNX Runtime differs from PyTorch
     by more than ``tolerance`` (relative to the largest output magnitude).
     """
+    if exporter not in EXPORTERS:
+        raise InputError(f"the exporter must be one of {', '.join(EXPORTERS)}, not {exporter!r}")
     module = module.eval()
     with _batch_free_window_reverse(module):
-        return _export_checked(module, Path(path), in_channels, size, fixed_hw, metadata or {}, tolerance, seed)
+        return _export_checked(module, Path(path), in_channels, size, fixed_hw, metadata or {}, tolerance, seed,
+                               exporter)
 
 
 def _export_checked(
@@ -100,43 +109,54 @@ def _export_checked(
     metadata: dict[str, str],
     tolerance: float,
     seed: int,
+    exporter: str,
 ) -> ExportReport:
     h, w = size
     gen = torch.Generator().manual_seed(seed)
     sample = torch.rand(1, in_channels, h, w, generator=gen)
     reference = _run_torch(module, sample)
-    notes: list[str] = []
-    dynamic_batch, dynamic_hw = True, not fixed_hw
-    graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
+    graph, dynamic_batch, dynamic_hw, notes = _first_trace(module, sample, size, not fixed_hw, exporter)
     if dynamic_hw and not _generalises(module, graph, torch.rand(1, in_channels, h + 4, w + 8, generator=gen), tolerance):
         dynamic_hw = False
         notes.append(f"height and width fixed at {h}x{w}: the traced graph does not work at other sizes")
-        graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
-    pair = torch.rand(2, in_channels, h, w, generator=gen)
-    if not _generalises(module, graph, pair, tolerance):
+        graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw, exporter)
+    batches = [sample] + [torch.rand(n, in_channels, h, w, generator=gen) for n in BATCHES[1:]]
+    finding = _batch_finding(module, graph, batches, tolerance) if dynamic_batch else ""
+    if finding:
         dynamic_batch = False
-        notes.append(f"batch fixed at 1: {_batch_two_finding(module, graph, pair, tolerance)}")
-        graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw)
+        notes.append(f"batch fixed at 1: {finding}")
+        graph = _trace(module, sample.clone(), dynamic_batch, dynamic_hw, exporter)
 
     checks = [_compare(graph, sample, reference)]
     if dynamic_batch or dynamic_hw:
         shape = (2 if dynamic_batch else 1, in_channels, h + 4 * dynamic_hw, w + 8 * dynamic_hw)
-        probe = torch.rand(*shape, generator=gen)
-        with contextlib.suppress(RuntimeError, ValueError, InputError):  # shapes the model rejects
-            checks.append(_compare(graph, probe, _run_torch(module, probe)))
-
+        checks += _checks_where_torch_runs(module, graph, [torch.rand(*shape, generator=gen)])
+    if dynamic_batch:
+        checks += _checks_where_torch_runs(module, graph, batches[2:])
     proto = onnx.load_from_string(graph.data)
     _fix_output_dims(proto, reference.shape, dynamic_batch, dynamic_hw)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     write_bytes(out, proto.SerializeToString())
-    report = ExportReport(out, OPSET, dynamic_batch, dynamic_hw, checks, notes)
+    report = ExportReport(out, _opset(proto), dynamic_batch, dynamic_hw, checks, notes)
     if report.max_rel_error > tolerance:
         raise ExportMismatchError(
             f"onnxruntime differs from PyTorch by {report.max_rel_error:.3g} (relative) > {tolerance:g}; "
             f"the model was written to {out} anyway"
         )
     return report
+
+
+def _checks_where_torch_runs(module: nn.Module, graph: _Traced, probes: list[torch.Tensor]) -> list[Check]:
+    checks = []
+    for probe in probes:
+        with contextlib.suppress(RuntimeError, ValueError, InputError):  # shapes the model rejects
+            checks.append(_compare(graph, probe, _run_torch(module, probe)))
+    return checks
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _fix_output_dims(proto: onnx.ModelProto, shape: tuple[int, ...], dynamic_batch: bool, dynamic_hw: bool) -> None:
@@ -193,7 +213,28 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic_hw: bool) -> _Traced:
+def _first_trace(module: nn.Module, sample: torch.Tensor, size: tuple[int, int], dynamic_hw: bool,
+                 exporter: str) -> tuple[_Traced, bool, bool, list[str]]:
+    """The trace with the most dynamic axes the exporter accepts, and a note for each axis it fixed:
+    dynamo refuses an axis that the code specialises (reads as a Python int); TorchScript never."""
+    tries = [(True, dynamic_hw), (True, False), (False, dynamic_hw), (False, False)]
+    tries = list(dict.fromkeys(tries))[:1 if exporter == "torchscript" else None]
+    refusal: ModelError | None = None
+    for batch, hw in tries:
+        try:
+            graph = _trace(module, sample.clone(), batch, hw, exporter)
+        except ModelError as e:
+            refusal = refusal or e
+            continue
+        why = f"torch's {exporter} exporter cannot make it dynamic ({_first_line(refusal)[:200]})" if refusal else ""
+        notes = [] if batch else [f"batch fixed at 1: {why}"]
+        notes += [f"height and width fixed at {size[0]}x{size[1]}: {why}"] if dynamic_hw and not hw else []
+        return graph, batch, hw, notes
+    assert refusal is not None
+    raise refusal
+
+
+def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic_hw: bool, exporter: str) -> _Traced:
     axes_in: dict[int, str] = {0: "batch"} if dynamic_batch else {}
     axes_out = dict(axes_in)
     if dynamic_hw:
@@ -202,21 +243,22 @@ def _trace(module: nn.Module, sample: torch.Tensor, dynamic_batch: bool, dynamic
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         target = Path(tmp) / "model.onnx"
         try:
-            torch.onnx.export(
-                module,
-                (sample,),
-                str(target),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes_in, OUTPUT_NAME: axes_out},
-                do_constant_folding=True,
-            )
+            if exporter == "dynamo":
+                _export_dynamo(module, sample, target, axes_in)
+            else:
+                torch.onnx.export(module, (sample,), str(target), dynamo=False, opset_version=OPSET,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes={INPUT_NAME: axes_in, OUTPUT_NAME: axes_out}, do_constant_folding=True)
         except Exception as e:  # the exporter raises many types; report one line
-            raise ModelError(f"torch cannot export this model to ONNX (a limit of torch's exporter, not of "
-                             f"lam-trt): {_first_line(e)[:300]}") from e
+            raise ModelError(f"torch cannot export this model to ONNX with its {exporter} exporter (a limit of "
+                             f"torch's exporter, not of lam-trt): {_first_line(e)[:300]}") from e
         return _Traced(target.read_bytes())
+
+
+def _export_dynamo(module: nn.Module, sample: torch.Tensor, target: Path, axes: dict[int, str]) -> None:
+    program = torch.onnx.export(module, (sample,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                dynamic_shapes=(axes,) if axes else None, verbose=False)
+    program.save(str(target))
 
 
 class _Traced:
@@ -255,22 +297,38 @@ def _generalises(module: nn.Module, graph: _Traced, probe: torch.Tensor, toleran
         return False
 
 
-def _batch_two_finding(module: nn.Module, graph: _Traced, pair: torch.Tensor, tolerance: float) -> str:
-    """Why the dynamic-batch graph failed at batch 2: an error, or a disagreement that disappears
-    image by image (shapes or attention masks traced for batch 1: the model is right one at a time)."""
-    try:
-        together = _compare(graph, pair, _run_torch(module, pair)).max_rel_error
-    except _ORT_ERRORS + (ModelError,) as e:
-        return f"the traced graph fails at batch 2 in onnxruntime ({_first_line(e)[:160]})"
-    except (RuntimeError, ValueError, InputError):
-        return "PyTorch itself runs this model one image at a time only"
-    alone = max(_compare(graph, pair[i:i + 1], _run_torch(module, pair[i:i + 1])).max_rel_error for i in range(2))
-    if alone <= tolerance:
-        return (f"the traced graph disagrees with PyTorch at batch 2 (relative error {together:.2g}) but agrees "
-                f"image by image ({alone:.2g}): shapes or masks were traced for batch 1")
-    return f"the traced graph disagrees with PyTorch at batch 2 (relative error {together:.2g})"
+def _batch_finding(module: nn.Module, graph: _Traced, batches: list[torch.Tensor], tolerance: float) -> str:
+    """'' when the dynamic-batch graph reproduces PyTorch at every batch PyTorch runs; else the batch
+    sizes where it fails or disagrees, and whether it agrees image by image there (shapes or
+    attention masks traced for batch 1: the model is right one image at a time)."""
+    failed, disagreements, errors, worst = [], [], [], None
+    for x in batches:
+        try:
+            reference = _run_torch(module, x)
+        except (RuntimeError, ValueError, InputError):
+            continue  # PyTorch itself rejects this batch: nothing to learn here
+        try:
+            error = _compare(graph, x, reference).max_rel_error
+        except _ORT_ERRORS + (ModelError,) as e:
+            failed.append(str(len(x)))
+            errors.append(_first_line(e)[:160])
+            continue
+        if error > tolerance:
+            disagreements.append(f"batch {len(x)} (relative error {error:.2g})")
+            worst = x
+    parts = [f"disagrees with PyTorch at {' and '.join(disagreements)}"] if disagreements else []
+    parts += [f"fails in onnxruntime at batch {' and '.join(failed)} ({errors[0]})"] if failed else []
+    if not parts:
+        return ""
+    finding = "the traced graph " + "; it ".join(parts)
+    if worst is not None and len(worst) > 1:
+        alone = max(_compare(graph, worst[i:i + 1], _run_torch(module, worst[i:i + 1])).max_rel_error
+                    for i in range(len(worst)))
+        if alone <= tolerance:
+            finding += f"; it agrees image by image ({alone:.2g}): shapes or masks were traced for batch 1"
+    return finding
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()  # torch colours its messages
     return text[0] if text else type(e).__name__

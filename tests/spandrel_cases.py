@@ -9,9 +9,13 @@ read a tiny configuration back, the network's first output is taken.
 """
 from __future__ import annotations
 
+import copy
 import importlib
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -181,6 +185,24 @@ def export_case(model: nn.Module, x: torch.Tensor, path: str, exporter: str) -> 
         return note
 
 
+# torch's exporter kills the process on these (not lam-trt's limit): they export in a child process.
+TORCH_CRASHES = {("SPAN", "dynamo"): "torch.export's decomposition crashes the process (segmentation fault)"}
+
+
+def export_apart(name: str, path: str, exporter: str) -> str:
+    """``export_case`` for the case ``name`` (random weights, seed 0) in a child process: a crash
+    there raises RuntimeError here instead of ending the test session or the coverage sweep."""
+    code = (f"import sys, torch; sys.path.insert(0, {str(Path(__file__).parent)!r}); import spandrel_cases as s; "
+            f"c = s.CASES_BY_NAME[{name!r}]; "
+            f"print(s.export_case(s.build_model(c), torch.rand(1, c.in_channels, c.size, c.size), {path!r}, {exporter!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode < 0:
+        raise RuntimeError(f"torch's {exporter} exporter crashed the process exporting {name} (signal {-proc.returncode})")
+    if proc.returncode:
+        raise RuntimeError(f"exporting {name} with {exporter} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+
+
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0] if lines else type(e).__name__
@@ -210,6 +232,19 @@ class ExportedFunction(nn.Module):
     def __init__(self, model: nn.Module, one_at_a_time: bool = False):
         super().__init__()
         self.model, self.one_at_a_time = model, one_at_a_time
+
+    def __deepcopy__(self, memo: dict) -> ExportedFunction:
+        """The float64 reference copies the function. State that every forward sets anew can hold
+        non-leaf tensors, which deepcopy refuses: weight_norm's computed weight (its pre-hook
+        recomputes it from weight_g and weight_v), DDColor's feature hooks (the last forward's
+        features). The copy gets None there."""
+        for m in self.model.modules():
+            hooks = [*m._forward_pre_hooks.values(), *m._forward_hooks.values()]
+            for owner in [m, *(getattr(h, "__self__", h) for h in hooks)]:
+                for value in getattr(owner, "__dict__", {}).values():
+                    if isinstance(value, torch.Tensor) and not value.is_leaf:
+                        memo[id(value)] = None
+        return ExportedFunction(copy.deepcopy(self.model, memo), self.one_at_a_time)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         original = torch.Tensor.detach

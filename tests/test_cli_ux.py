@@ -139,10 +139,10 @@ def test_export_default_name_and_inspect_agree_on_parameters(tmp_path, monkeypat
     stages = [line for line in res.stderr.splitlines() if line.startswith("lam-trt:")]
     assert [s.split(" in ")[0] for s in stages] == ["lam-trt: loading the model",
                                                    "lam-trt: exporting to ONNX and checking it against PyTorch"]
-    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.checkpoint import load_checkpoint
 
     torch.manual_seed(0)
-    module = load_model(None, arch="fsrcnn", width=8, depth=1).module
+    module = load_checkpoint(None, arch="fsrcnn", width=8, depth=1).module
     expected = sum(p.numel() for p in module.parameters())
     inspected = json.loads(invoke("inspect", tmp_path / "fsrcnn-x4.onnx", "--json").stdout)
     assert exported["parameters"] == inspected["parameters"] == expected

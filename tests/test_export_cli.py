@@ -106,7 +106,7 @@ def test_zoo_random_init_and_zoo_checkpoint(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert report["architecture"] == "edsr" and report["source"] == "random-init"
     assert report["dynamic_batch"] and report["dynamic_hw"] and report["warnings"] == []
-    assert [c["shape"] for c in report["checks"]] == [[1, 3, 16, 12], [2, 3, 20, 20]]
+    assert [c["shape"] for c in report["checks"]] == [[1, 3, 16, 12], [2, 3, 20, 20], [3, 3, 16, 12]]
 
     torch.manual_seed(3)
     model = random_weights(build("edsr", scale=2, width=8, depth=3))
@@ -193,7 +193,7 @@ def test_missing_torch_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_cli_and_commands_import_without_torch() -> None:
-    code = ("import sys, lam_trt.cli, lam_trt.commands.export, lam_trt.commands.inspect, lam_trt.export.model_report; "
+    code = ("import sys, lam_trt.cli, lam_trt.commands.export, lam_trt.commands.inspect, lam_trt.export.inspect; "
             "sys.exit(int(any(m in sys.modules for m in ('torch', 'spandrel'))))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "torch was imported"
 
@@ -215,17 +215,76 @@ class _FrozenSize(torch.nn.Module):
         return torch.nn.functional.pixel_shuffle(y.reshape(b, 12, -1).reshape(b, 12, x.shape[2], x.shape[3]), 2)
 
 
-@pytest.mark.parametrize("freeze, dynamic_batch, dynamic_hw", [("hw", True, False), ("batch", False, True)])
-def test_export_fixes_what_the_trace_froze(freeze: str, dynamic_batch: bool, dynamic_hw: bool, tmp_path: Path) -> None:
+# TorchScript freezes the Python ints; dynamo keeps H and W symbolic, but its batch-1 trace fixes the
+# batch in a Reshape (the file fails at batch 2 and 3): both are found and fixed at the traced size.
+@pytest.mark.parametrize("freeze, exporter, dynamic_batch, dynamic_hw", [
+    ("hw", "torchscript", True, False), ("batch", "torchscript", False, True),
+    ("hw", "dynamo", True, True), ("batch", "dynamo", False, True),
+])
+def test_export_fixes_what_the_trace_froze(freeze: str, exporter: str, dynamic_batch: bool, dynamic_hw: bool,
+                                           tmp_path: Path) -> None:
     from lam_trt.export.torch_export import export_onnx
 
-    report = export_onnx(_FrozenSize(freeze).eval(), tmp_path / "m.onnx", in_channels=3, size=(8, 8))
+    report = export_onnx(_FrozenSize(freeze).eval(), tmp_path / "m.onnx", in_channels=3, size=(8, 8),
+                         exporter=exporter)
     assert (report.dynamic_batch, report.dynamic_hw) == (dynamic_batch, dynamic_hw)
-    assert len(report.warnings) == 1 and "fixed" in report.warnings[0]
+    assert len(report.warnings) == (not (dynamic_batch and dynamic_hw))
+    assert all("fixed" in w for w in report.warnings)
+    if not dynamic_batch:
+        assert "fails in onnxruntime at batch 2 and 3" in report.warnings[0]
     assert report.max_rel_error < 1e-5
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     dims = session.get_inputs()[0].shape
     assert (dims[0] == 1) != dynamic_batch and (dims[2:] == [8, 8]) != dynamic_hw
+
+
+class _BatchIndexed(torch.nn.Module):
+    """Scales image i by 1 + i: both exporters trace ``arange(batch)`` at batch 1 as the constant [0], so
+    the dynamic-batch file is right image by image and silently wrong for all but a batch's first image."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y * (1 + torch.arange(int(x.shape[0]), dtype=y.dtype).view(-1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_batch_check_names_the_batch_sizes_that_disagree(exporter: str, tmp_path: Path) -> None:
+    from lam_trt.export.torch_export import export_onnx
+
+    model = _BatchIndexed().eval()
+    report = export_onnx(model, tmp_path / "m.onnx", in_channels=3, size=(8, 8), exporter=exporter)
+    [note] = report.warnings
+    assert note.startswith("batch fixed at 1: the traced graph disagrees with PyTorch at batch 2 (")
+    assert "and batch 3 (" in note and "agrees image by image" in note
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert not report.dynamic_batch and session.get_inputs()[0].shape[0] == 1
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():  # the file written is right at batch 1, the batch lam-trt runs it at
+        np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_dynamo_exporter_from_the_cli(tmp_path: Path) -> None:
+    from lam_trt.export.checkpoint import load_checkpoint
+
+    out = tmp_path / "d.onnx"
+    result, report = export("--arch", "edsr", "--random-init", "--width", "8", "--depth", "1", "--scale", "2",
+                            "--lr-size", "16x12", "--exporter", "dynamo", "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert report["opset"] >= 18 and report["dynamic_batch"] and report["dynamic_hw"] and report["warnings"] == []
+    assert [c["shape"] for c in report["checks"]] == [[1, 3, 16, 12], [2, 3, 20, 20], [3, 3, 16, 12]]
+    torch.manual_seed(0)  # what --random-init does
+    model = load_checkpoint(None, arch="edsr", scale=2, width=8, depth=1).module.eval()
+    x = np.random.default_rng(4).random((3, 3, 10, 14), dtype=np.float32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
+    result = runner.invoke(app, ["export", "--arch", "edsr", "--random-init", "--exporter", "onnxscript",
+                                 "-o", str(tmp_path / "n.onnx")])
+    assert result.exit_code == 2 and "Traceback" not in result.output and not (tmp_path / "n.onnx").exists()
 
 
 def _nan_checkpoint(tmp_path: Path) -> Path:

@@ -206,6 +206,19 @@ def option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+class Exporter(str, Enum):
+    """torch's ONNX exporters (lam_trt.export.torch_export.EXPORTERS: that module imports torch)."""
+
+    torchscript = "torchscript"
+    dynamo = "dynamo"
+
+
+ExporterOption = Annotated[Exporter, typer.Option(
+    "--exporter", case_sensitive=False,
+    help="torch's ONNX exporter: torchscript (opset 17, what TensorRT and every ONNX Runtime provider accept) "
+         "or dynamo (torch.export, opset 18 and above).")]
+
+
 err_console = PipeConsole(stderr=True, highlight=False)
 out_console = PipeConsole(highlight=False)
 

@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from lam_trt.commands._common import JsonOut, LrSize, err_console, out_console, print_json, stage
+from lam_trt.commands._common import (Exporter, ExporterOption, JsonOut, LrSize, err_console, out_console, print_json,
+                                     stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_file, write_bytes
 
@@ -30,6 +31,7 @@ def export_command(
     attribution_graph: Optional[Path] = typer.Option(None, "--attribution-graph", help="Also write the attribution graph for --lr-size."),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest relative onnxruntime-vs-PyTorch error accepted (exit code 1 above)."),
     json_output: JsonOut = False,
+    exporter: ExporterOption = Exporter.torchscript,
 ) -> None:
     """Export a checkpoint or a zoo architecture to ONNX, checked against PyTorch in onnxruntime.
 
@@ -46,20 +48,18 @@ def export_command(
     if attribution_graph is not None:
         check_out_file(attribution_graph, "--attribution-graph")
     torch = _import_torch()
-    from lam_trt.export.checkpoint import load_model
+    from lam_trt.export.checkpoint import load_checkpoint
     from lam_trt.export.torch_export import export_onnx
 
     torch.manual_seed(0)  # --random-init exports are reproducible
     with stage("loading the model"):
-        loaded = load_model(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
+        loaded = load_checkpoint(checkpoint, arch=arch, scale=scale, width=width, depth=depth)
     check_finite_weights(loaded.module, loaded.source)
     if min(h, w) < loaded.min_size:
         raise InputError(f"{loaded.architecture} needs inputs of at least {loaded.min_size} pixels, --lr-size is {h}x{w}")
     with stage("exporting to ONNX and checking it against PyTorch"):
-        report = export_onnx(
-            loaded.module, output, in_channels=loaded.in_channels, size=(h, w),
-            fixed_hw=loaded.fixed_size, metadata=_metadata(loaded), tolerance=tolerance,
-        )
+        report = export_onnx(loaded.module, output, in_channels=loaded.in_channels, size=(h, w), fixed_hw=loaded.fixed_size,
+                             metadata=_metadata(loaded), tolerance=tolerance, exporter=exporter.value)
     notes = _size_notes(loaded, h, w)
     notes += [n for n in report.warnings if not (loaded.fixed_size and n.startswith("height and width"))]
     summary = _summary(loaded, report.to_dict(), notes)
