@@ -69,10 +69,28 @@ def method_label(method: str) -> str:
 
 def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, dpi: int = DEFAULT_DPI,
                fmt: str | None = None) -> Path:
-    """The reference's LAM panels as a figure for a paper: a small view of the whole input with the
-    window and the zoomed region, then the map (with its colour bar), the map on the input, the area
-    of contribution and the SR output (and the HR image when the result has one), all zoomed to the
-    informative region and with the window outlined. ``fmt``: png, pdf or svg (default: the suffix)."""
+    """Write ``draw_lam``'s panels to ``path``. ``fmt``: png, pdf or svg (default: the suffix)."""
+    return save_figure(lam_figure(result, alpha, dpi), path, fmt)
+
+
+def lam_figure(result: LAMResult, alpha: float = 0.5, dpi: int = DEFAULT_DPI, pyplot: bool = False) -> Figure:
+    """``draw_lam``'s panels in a new Figure: off screen on an Agg canvas, or with ``pyplot`` a
+    pyplot figure, which ``plt.show()`` displays (pyplot is imported only then)."""
+    if pyplot:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(dpi=dpi)
+    else:
+        fig = Figure(dpi=dpi)
+        FigureCanvasAgg(fig)
+    return draw_lam(fig, result, alpha)
+
+
+def draw_lam(fig: Figure, result: LAMResult, alpha: float = 0.5) -> Figure:
+    """The reference's LAM panels as a figure for a paper, drawn into ``fig`` (sized here): a small
+    view of the whole input with the window and the zoomed region, then the map (with its colour
+    bar), the map on the input, the area of contribution and the SR output (and the HR image when
+    the result has one), all zoomed to the informative region and with the window outlined."""
     images = panels(result, alpha, outlined=False)
     top, left, bottom, right = zoom_region(result)
     x, y, size = result.window
@@ -85,8 +103,7 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
         zoomed.append(("hr", "HR image"))
         images["hr"] = hr
     ratios = [0.75, 1.0, 0.05, 0.12] + [1.0] * (len(zoomed) - 1)  # colour bar, room for its ticks
-    fig = Figure(figsize=(0.6 + 2.7 * sum(ratios), 3.5), dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig.set_size_inches(0.6 + 2.7 * sum(ratios), 3.5)
     grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios)
     show_overview(fig.add_subplot(grid[0, 0]), images["input"],
                   f"input (x{result.scale} bicubic)\nwindow x={x} y={y} size={size}", result.window,
@@ -103,7 +120,7 @@ def render_lam(result: LAMResult, path: str | os.PathLike, alpha: float = 0.5, d
         zoom_to(ax, result.window, (top, left, bottom, right), MAP_WINDOW_COLOUR if name == "saliency" else "red")
     fig.suptitle(_summary(result), fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.78, wspace=0.1)
-    return save_figure(fig, path, fmt)
+    return fig
 
 
 def hr_image(result: LAMResult) -> np.ndarray | None:

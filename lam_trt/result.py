@@ -64,7 +64,8 @@ class LAMResult:
 
     ``diffusion_index`` and ``gini`` are None when the window is degenerate (``undefined_reason``
     says why); ``completeness_gap`` and its relative form are None for methods without a path
-    integral (grad, grad-x-input). ``save(folder)`` writes the map, result.json and the pictures.
+    integral (grad, grad-x-input). ``save(folder)`` writes the map, result.json and the pictures;
+    ``plot()`` returns lam.png's panels as a matplotlib Figure.
     """
 
     attribution: np.ndarray          # signed map, float32 [C, h, w] (C = model input channels)
@@ -141,6 +142,22 @@ class LAMResult:
         from lam_trt.report import write_result  # the pictures need matplotlib: load it only here
 
         return write_result(self, folder, figure=figure, dpi=dpi, **extra)
+
+    def plot(self, path: str | os.PathLike | None = None, show: bool = False, alpha: float = 0.5,
+             dpi: int = 150) -> Any:
+        """The panels of lam.png as a matplotlib Figure (a notebook displays it as it is returned).
+        ``path``: also write it there (png, pdf or svg, by the suffix); ``show``: draw it on a pyplot
+        figure and call ``plt.show()`` (a window, as any pyplot figure)."""
+        from lam_trt.render import lam_figure, save_figure  # matplotlib: load it only here
+
+        fig = lam_figure(self, alpha, dpi, pyplot=show)
+        if path is not None:
+            save_figure(fig, path)
+        if show:
+            import matplotlib.pyplot as plt
+
+            plt.show()
+        return fig
 
     def summary(self) -> str:
         """Two or three lines for a person: the numbers, the window, the warnings."""
