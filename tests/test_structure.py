@@ -48,6 +48,30 @@ def test_the_import_check_catches_a_private_import():
     assert private_export_imports("from lam_trt.export import load_source_model") == []
 
 
+PIPELINE = [RUNTIME / f"{name}.py" for name in
+            ("attributor", "crop", "window", "result", "provenance", "runner", "device", "images", "metrics")]
+PIPELINE += [*sorted((RUNTIME.parent / "kernels").glob("*.py")), RUNTIME.parent / "export" / "model.py"]
+
+
+def function_lengths(path: Path) -> dict[str, int]:
+    """{file:Class.function or file:function: lines} of every function in ``path``."""
+    lengths = {}
+    for top in ast.parse(path.read_text()).body:
+        prefix = f"{top.name}." if isinstance(top, ast.ClassDef) else ""
+        for n in ast.walk(top):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lengths[f"{path.name}:{prefix}{n.name}"] = n.end_lineno - n.lineno + 1
+    return lengths
+
+
+def test_the_pipeline_reads_in_short_functions():
+    """The attribution pipeline's modules: no function over 50 lines, and Attributor.attribute an
+    orchestrator of at most 25 (its signature and docstring included)."""
+    lengths = {k: v for path in PIPELINE for k, v in function_lengths(path).items()}
+    assert {k: v for k, v in lengths.items() if v > 50} == {}
+    assert lengths["attributor.py:Attributor.attribute"] <= 25
+
+
 def fake_cupy(free: int) -> types.ModuleType:
     module = types.ModuleType("cupy")
     module.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(memGetInfo=lambda: (free, 4 * free)))
