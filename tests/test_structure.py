@@ -140,3 +140,12 @@ BEING_SHORTENED = {"lam_trt/attributor.py", "export/attribution_graph.py"}
 def test_no_function_longer_than_50_lines():
     long = [f for f in long_functions() if f.split(":")[0] not in BEING_SHORTENED]
     assert not long, "functions longer than 50 lines:\n" + "\n".join(long)
+
+
+def test_attribute_is_a_short_orchestrator():
+    """Attributor.attribute reads as image -> path -> endpoints -> crop -> runner -> result: at most 25
+    lines, its signature and docstring included."""
+    tree = ast.parse((ROOT / "lam_trt" / "attributor.py").read_text())
+    [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Attributor"]
+    [method] = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "attribute"]
+    assert method.end_lineno - method.lineno + 1 <= 25
