@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from lam_trt.cli import app
 from lam_trt.errors import InputError
 from lam_trt.export.model_report import inspect_model
+from lam_trt.export.receptive_field import receptive_field
 from lam_trt.export.torch_export import export_onnx
 from lam_trt.export.zoo import build
 
@@ -51,9 +52,11 @@ def exported(tmp_path: Path, arch: str, scale: int, size: int = 16, fixed: bool 
     ("edsr", 4, dict(width=8, depth=3), 20.5),
 ])
 def test_receptive_field_hand_computed(tmp_path: Path, arch: str, scale: int, options: dict, expected: float) -> None:
-    report = inspect_model(exported(tmp_path, arch, scale, **options))
+    path = exported(tmp_path, arch, scale, **options)
+    report = inspect_model(path)
     assert report["receptive_field"] == expected
     assert report["receptive_field_hw"] == [expected, expected]
+    assert receptive_field(onnx.load(str(path)), (16, 16)) == expected  # the runtime's entry: the field alone
 
 
 def test_window_attention_counts_as_a_window_sized_kernel(tmp_path: Path) -> None:
@@ -73,9 +76,11 @@ def test_window_attention_counts_as_a_window_sized_kernel(tmp_path: Path) -> Non
     ("san", dict(width=16, depth=1, n_resblocks=1)),  # covariance pooling
 ])
 def test_whole_image_operations_make_the_field_global(tmp_path: Path, arch: str, options: dict) -> None:
-    report = inspect_model(exported(tmp_path, arch, 2, **options))
+    path = exported(tmp_path, arch, 2, **options)
+    report = inspect_model(path)
     assert report["receptive_field"] == "global"
     assert report["receptive_field_hw"] is None
+    assert receptive_field(onnx.load(str(path)), (20, 24)) == "global"
 
 
 def test_interface_parameters_ops_and_flops(tmp_path: Path) -> None:

@@ -9,17 +9,25 @@ and returns one gradient name (or None) per input. Rules may assume at least one
 
 A rule that is exact only for some attributes names the others with ``refuses(node, needs)``: a
 one-line reason, checked on the user's graph before any work (``autodiff.undifferentiable``).
+
+Beside its VJP rule each op's other facts register here too (JAX keeps a primitive's rules together):
+its receptive-field rule (``field_rule``, fields.py: how the output's field follows from the inputs')
+and its multiply-accumulate count (``mac_count``, for ``lam-trt inspect``'s FLOPs).
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
 from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.fields import FieldRule
 
 Rule = Callable[[GraphBuilder, Node, list[Optional[str]], list[bool]], list[Optional[str]]]
 Refusal = Callable[[Node, list[bool]], Optional[str]]
+MacCount = Callable[[Node, dict[str, tuple[int, ...]]], int]  # (node, static shapes) -> MACs, 0 if unknown
 
 REGISTRY: dict[str, Rule] = {}
+FIELD_RULES: dict[str, FieldRule] = {}  # ops without one keep their inputs' field (receptive_field.py)
+MAC_COUNTS: dict[str, MacCount] = {}  # the compute-heavy ops; the rest count 0
 
 # Ops whose outputs never carry a gradient: they only read shapes or produce integers/booleans, or
 # their output is piecewise constant in the input (zero derivative almost everywhere).
@@ -43,6 +51,24 @@ def vjp(*op_types: str, takes_broadcast: bool = False, refuses: Optional[Refusal
         for op in op_types:
             REGISTRY[op] = rule
         return rule
+
+    return register
+
+
+def field_rule(*op_types: str) -> Callable[[FieldRule], FieldRule]:
+    """Register ``rule`` as the receptive-field rule of each op type."""
+    return _register(FIELD_RULES, op_types)
+
+
+def mac_count(*op_types: str) -> Callable[[MacCount], MacCount]:
+    """Register ``count`` as the multiply-accumulate count of each op type."""
+    return _register(MAC_COUNTS, op_types)
+
+
+def _register(table: dict, op_types: tuple[str, ...]) -> Callable:
+    def register(fn: Callable) -> Callable:
+        table.update(dict.fromkeys(op_types, fn))
+        return fn
 
     return register
 

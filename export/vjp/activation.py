@@ -6,7 +6,8 @@ import math
 import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.fields import Field, FieldContext, normalised_over
+from lam_trt.export.vjp import field_rule, vjp
 from lam_trt.export.vjp.elementwise import mask, unary
 
 
@@ -153,3 +154,9 @@ def vjp_log_softmax(b, node, grads, needs):
     axis = int(node.attrs.get("axis", -1))
     total = b.reduce_sum(g, [axis], keepdims=True)
     return [b.op("Sub", g, b.op("Mul", b.op("Exp", y), total))]
+
+
+@field_rule("Softmax", "LogSoftmax", "Hardmax")
+def softmax_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    """Global where the axis it normalises over spans all positions (non-local attention)."""
+    return normalised_over(node, fields, ctx, [node.attrs.get("axis", -1)])

@@ -1,31 +1,19 @@
 """Conv and ConvTranspose: each is the other's adjoint with the same weights."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.fields import Field, FieldContext, grow, merge, pair
+from lam_trt.export.vjp import field_rule, mac_count, vjp
 from lam_trt.export.vjp.conv_weights import bias_grad, weight_grad
+from lam_trt.export.vjp.geometry import Geometry, geometry
 
 
-def conv_geometry(b: GraphBuilder, node: Node) -> dict:
-    """Kernel, strides, dilations and explicit pads of a Conv (auto_pad resolved statically)."""
-    x_shape, w_shape = b.shape(node.inputs[0]), b.shape(node.inputs[1])
-    spatial = len(x_shape) - 2
-    kernel = list(node.attrs.get("kernel_shape", w_shape[2:]))
-    strides = list(node.attrs.get("strides", [1] * spatial))
-    dilations = list(node.attrs.get("dilations", [1] * spatial))
-    pads = list(node.attrs.get("pads", [0] * (2 * spatial)))
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        for i in range(spatial):
-            size = x_shape[2 + i]
-            out = -(-size // strides[i])
-            total = max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size, 0)
-            small, large = total // 2, total - total // 2
-            pads[i], pads[i + spatial] = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
-    elif auto_pad == "VALID":
-        pads = [0] * (2 * spatial)
-    return dict(kernel=kernel, strides=strides, dilations=dilations, pads=pads,
-                group=int(node.attrs.get("group", 1)))
+def node_geometry(b: GraphBuilder, node: Node) -> Geometry:
+    """The geometry of a Conv or ConvTranspose in the forward graph (static shapes known)."""
+    return geometry(node, b.shape(node.inputs[0]), b.shape(node.inputs[1]), b.shape(node.outputs[0]))
 
 
 # ONNX Runtime's blocked (NCHWc) CPU convolutions need at least this many output channels. A
@@ -39,7 +27,7 @@ def vjp_conv(b, node, grads, needs):
     """Stride 1: the Conv with flipped weights (fastest for wide outputs); otherwise, and for
     narrow inputs, the ConvTranspose with the same weights. Weights or bias computed from the
     image get their own gradients (conv_weights.py)."""
-    geo = conv_geometry(b, node)
+    geo = node_geometry(b, node)
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     extra = [weight_grad(b, x, b.shape(x), grads[0], b.shape(y), b.shape(w), geo) if needs[1] else None]
     if len(needs) > 2:
@@ -49,29 +37,26 @@ def vjp_conv(b, node, grads, needs):
     return [conv_input_grad(b, node, grads, geo)] + extra
 
 
-def conv_input_grad(b: GraphBuilder, node: Node, grads, geo: dict) -> str:
+def conv_input_grad(b: GraphBuilder, node: Node, grads, geo: Geometry) -> str:
     flipped_pads = adjoint_pads(geo)
     narrow = b.shape(node.inputs[0])[1] < NCHWC_BLOCK
-    if all(s == 1 for s in geo["strides"]) and min(flipped_pads) >= 0 and not narrow:
-        return b.op("Conv", grads[0], flipped_weights(b, node.inputs[1], geo["group"]),
-                    kernel_shape=geo["kernel"], dilations=geo["dilations"], pads=flipped_pads, group=geo["group"])
+    if all(s == 1 for s in geo.strides) and min(flipped_pads) >= 0 and not narrow:
+        return b.op("Conv", grads[0], flipped_weights(b, node.inputs[1], geo.group),
+                    kernel_shape=geo.kernel, dilations=geo.dilations, pads=flipped_pads, group=geo.group)
     x, y = node.inputs[0], node.outputs[0]
-    spatial = len(geo["kernel"])
     output_padding = []
-    for i in range(spatial):
-        covered = ((b.shape(y)[2 + i] - 1) * geo["strides"][i] + (geo["kernel"][i] - 1) * geo["dilations"][i]
-                   + 1 - geo["pads"][i] - geo["pads"][i + spatial])
+    for i in range(geo.spatial):
+        covered = (b.shape(y)[2 + i] - 1) * geo.strides[i] + geo.extent(i) - geo.pads[i] - geo.pads[i + geo.spatial]
         output_padding.append(b.shape(x)[2 + i] - covered)
-    return b.op("ConvTranspose", grads[0], node.inputs[1], kernel_shape=geo["kernel"],
-                strides=geo["strides"], dilations=geo["dilations"], pads=geo["pads"],
-                group=geo["group"], output_padding=output_padding if any(output_padding) else None)
+    return b.op("ConvTranspose", grads[0], node.inputs[1], kernel_shape=geo.kernel,
+                strides=geo.strides, dilations=geo.dilations, pads=geo.pads,
+                group=geo.group, output_padding=output_padding if any(output_padding) else None)
 
 
-def adjoint_pads(geo: dict) -> list[int]:
+def adjoint_pads(geo: Geometry) -> list[int]:
     """Pads of the stride-1 adjoint convolution: (k - 1) * dilation minus the forward pads."""
-    spatial = len(geo["kernel"])
-    reach = [(k - 1) * d for k, d in zip(geo["kernel"], geo["dilations"])]
-    return [reach[i % spatial] - p for i, p in enumerate(geo["pads"])]
+    reach = [geo.extent(i) - 1 for i in range(geo.spatial)]
+    return [reach[i % geo.spatial] - p for i, p in enumerate(geo.pads)]
 
 
 def flipped_weights(b: GraphBuilder, w: str, group: int) -> str:
@@ -92,38 +77,54 @@ def flipped_weights(b: GraphBuilder, w: str, group: int) -> str:
                 b.ints([-1] * spatial))
 
 
-def conv_transpose_pads(b: GraphBuilder, node: Node) -> tuple[list[int], list[int], list[int], list[int]]:
-    """Kernel, strides, dilations and explicit pads of a ConvTranspose (output_shape resolved)."""
-    x_shape, w_shape, y_shape = b.shape(node.inputs[0]), b.shape(node.inputs[1]), b.shape(node.outputs[0])
-    spatial = len(x_shape) - 2
-    kernel = list(node.attrs.get("kernel_shape", w_shape[2:]))
-    strides = list(node.attrs.get("strides", [1] * spatial))
-    dilations = list(node.attrs.get("dilations", [1] * spatial))
-    pads = list(node.attrs.get("pads", [0] * (2 * spatial)))
-    out_pad = list(node.attrs.get("output_padding", [0] * spatial))
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    if "output_shape" in node.attrs or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        for i in range(spatial):
-            full = strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
-            total = max(full - y_shape[2 + i], 0)
-            small, large = total // 2, total - total // 2
-            pads[i], pads[i + spatial] = (large, small) if auto_pad == "SAME_LOWER" else (small, large)
-    elif auto_pad == "VALID":
-        pads = [0] * (2 * spatial)
-    return kernel, strides, dilations, pads
-
-
 @vjp("ConvTranspose")
 def vjp_conv_transpose(b, node, grads, needs):
     """The Conv with the same weights; image-dependent weights: that Conv's weight gradient with
     input and output gradient exchanged."""
-    kernel, strides, dilations, pads = conv_transpose_pads(b, node)
-    group = int(node.attrs.get("group", 1))
+    geo = node_geometry(b, node)
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    gx = b.op("Conv", grads[0], w, kernel_shape=kernel, strides=strides,
-              dilations=dilations, pads=pads, group=group) if needs[0] else None
-    geo = dict(kernel=kernel, strides=strides, dilations=dilations, pads=pads, group=group)
+    gx = b.op("Conv", grads[0], w, kernel_shape=geo.kernel, strides=geo.strides,
+              dilations=geo.dilations, pads=geo.pads, group=geo.group) if needs[0] else None
     extra = [weight_grad(b, grads[0], b.shape(y), x, b.shape(x), b.shape(w), geo) if needs[1] else None]
     if len(needs) > 2:
         extra.append(bias_grad(b, grads[0], b.rank(y)) if needs[2] else None)
     return [gx] + extra
+
+
+# ---- receptive field and cost -------------------------------------------------------------------
+def field_geometry(node: Node, ctx: FieldContext) -> Geometry:
+    """Geometry as far as the graph's shapes are known (the weight gives a Conv's kernel)."""
+    weight = ctx.shape(node.inputs[1]) if len(node.inputs) > 1 else None
+    return geometry(node, ctx.shape(node.inputs[0]), weight, ctx.shape(node.outputs[0]))
+
+
+@field_rule("Conv")
+def conv_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    """A dilated kernel on the input's grid, then the stride (pooling windows alike)."""
+    geo = field_geometry(node, ctx)
+    k, d, s = pair(geo.kernel, 1), pair(geo.dilations, 1), pair(geo.strides, 1)
+    return grow(merge(fields), ((k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1), s)
+
+
+@field_rule("ConvTranspose")
+def conv_transpose_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    """Zero insertion (the jump divided by the stride), then a kernel over the fine grid."""
+    f = merge(fields)
+    geo = field_geometry(node, ctx)
+    k, d, s = pair(geo.kernel, 1), pair(geo.dilations, 1), pair(geo.strides, 1)
+    fine = replace(f, j=(f.j[0] / s[0], f.j[1] / s[1]))
+    return grow(fine, ((k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1), (1, 1))
+
+
+@mac_count("Conv")
+def conv_macs(node: Node, shapes: dict) -> int:
+    """Each output value: one product per weight of its group's input channels and kernel."""
+    out, w = shapes.get(node.outputs[0]), shapes.get(node.input(1))
+    return math.prod(out) * math.prod(w[1:]) if out and w else 0
+
+
+@mac_count("ConvTranspose")
+def conv_transpose_macs(node: Node, shapes: dict) -> int:
+    """Each input value: scattered through one kernel per output channel of its group."""
+    x, w = shapes.get(node.inputs[0]), shapes.get(node.input(1))
+    return math.prod(x) * math.prod(w[1:]) if x and w else 0

@@ -10,12 +10,13 @@ Conv's with the roles of input and output gradient exchanged.
 from __future__ import annotations
 
 from lam_trt.export.builder import GraphBuilder
+from lam_trt.export.vjp.geometry import Geometry
 
 
 def weight_grad(b: GraphBuilder, x: str, x_shape: tuple[int, ...], g: str, g_shape: tuple[int, ...],
-                w_shape: tuple[int, ...], geo: dict) -> str:
+                w_shape: tuple[int, ...], geo: Geometry) -> str:
     """dL/dW [C_out, C_in / group, k...] of y = Conv(x, W) given g = dL/dy (N may be dynamic)."""
-    group, spatial = geo["group"], len(geo["kernel"])
+    group, spatial = geo.group, geo.spatial
     sizes = list(x_shape[2:])
     cin_g = w_shape[1]
     rest = list(range(3, 3 + spatial))
@@ -23,8 +24,8 @@ def weight_grad(b: GraphBuilder, x: str, x_shape: tuple[int, ...], g: str, g_sha
     channels_first = b.op("Transpose", grouped, perm=[2, 1, 0] + rest)  # [Ci/G, G, N, S]
     xt = b.op("Reshape", channels_first, b.ints([cin_g, -1] + sizes))        # [Ci/G, G*N, S]
     gt = b.op("Transpose", g, perm=[1, 0] + list(range(2, 2 + spatial)))     # [Co, N, So]
-    full = b.op("Conv", xt, gt, kernel_shape=list(g_shape[2:]), strides=geo["dilations"],
-                dilations=geo["strides"], pads=geo["pads"], group=group)      # [Ci/G, Co, >= k]
+    full = b.op("Conv", xt, gt, kernel_shape=list(g_shape[2:]), strides=geo.dilations,
+                dilations=geo.strides, pads=geo.pads, group=group)      # [Ci/G, Co, >= k]
     kernel = list(w_shape[2:])
     axes = list(range(2, 2 + spatial))
     cropped = b.op("Slice", full, b.ints([0] * spatial), b.ints(kernel), b.ints(axes))

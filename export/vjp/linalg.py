@@ -1,10 +1,13 @@
 """Matrix products: MatMul, Gemm and two-operand Einsum."""
 from __future__ import annotations
 
+import math
 import string
+from dataclasses import replace
 
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.fields import Field, FieldContext, grow, merge
+from lam_trt.export.vjp import field_rule, mac_count, vjp
 
 
 def swap_last(b: GraphBuilder, x: str) -> str:
@@ -87,3 +90,39 @@ def vjp_einsum(b, node, grads, needs):
             gi = b.op("Expand", b.op("Unsqueeze", gi, b.ints(missing)), b.dyn_shape(node.inputs[i]))
         result[i] = gi
     return result
+
+
+# ---- receptive field and cost -------------------------------------------------------------------
+def inner_size(node: Node, a: tuple[int, ...]) -> int:
+    """The summed-over length k of A [.., m, k] (Gemm's A may come transposed)."""
+    return a[0] if node.op_type == "Gemm" and node.attrs.get("transA", 0) else a[-1]
+
+
+@field_rule("MatMul", "Gemm")
+def matmul_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    """Global where a product runs over all positions (non-local attention, covariance pooling);
+    attention scores inside w x w windows grow the field like a w x w kernel; a per-token linear
+    layer keeps it."""
+    f = replace(merge(fields[:2]), spatial=False)
+    a, b, out = ctx.shape(node.inputs[0]), ctx.shape(node.inputs[1]), ctx.shape(node.outputs[0])
+    if a is None or b is None or out is None or len(out) < 2:
+        return f
+    k, m, n = inner_size(node, a), out[-2], out[-1]
+    positions = round(ctx.positions(f))
+    spans = lambda x: positions > 1 and x >= positions and x % positions == 0  # noqa: E731
+    if fields[0] is not None and fields[1] is not None:
+        if spans(k) or spans(m) or spans(n):
+            return replace(f, is_global=True)
+        window = math.isqrt(m)
+        if m == n and k != m and window > 1 and window * window == m:
+            return grow(f, (window, window), (1, 1))
+        return f
+    # one operand is constant: a per-token linear layer, unless it is a square positions x positions mix
+    square = (k == n) if fields[0] is not None else (m == k)
+    return replace(f, is_global=f.is_global or (square and spans(k)))
+
+
+@mac_count("MatMul", "Gemm")
+def matmul_macs(node: Node, shapes: dict) -> int:
+    out, a = shapes.get(node.outputs[0]), shapes.get(node.inputs[0])
+    return math.prod(out) * inner_size(node, a) if out and a else 0

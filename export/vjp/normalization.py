@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.fields import Field, FieldContext, global_field, normalised_over
+from lam_trt.export.vjp import field_rule, vjp
 
 
 def standardised_grad(b: GraphBuilder, x: str, g_hat: str, axes: list[int], eps: float) -> str:
@@ -81,3 +82,18 @@ def vjp_batch_norm(b, node, grads, needs):
     eps = float(node.attrs.get("epsilon", 1e-5))
     factor = b.op("Div", scale, b.op("Sqrt", b.op("Add", var, b.const(eps))))
     return [b.op("Mul", grads[0], channel_vector(b, factor, b.rank(x)))] + [None] * 4
+
+
+# ---- receptive field: statistics over all positions make it global ------------------------------
+field_rule("InstanceNormalization", "GroupNormalization")(global_field)
+
+
+@field_rule("LayerNormalization")
+def layer_norm_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    rank = len(ctx.shape(node.inputs[0]) or ())
+    return normalised_over(node, fields, ctx, list(range(node.attrs.get("axis", -1) % max(rank, 1), rank)))
+
+
+@field_rule("MeanVarianceNormalization")
+def mean_variance_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    return normalised_over(node, fields, ctx, list(node.attrs.get("axes", [0, 2, 3])))

@@ -1,11 +1,14 @@
 """Reductions: the gradient of each output element is spread back over the elements it reduced."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from lam_trt.export.accumulate import Broadcast
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.fields import Field, FieldContext, global_field, merge, mixes_positions
+from lam_trt.export.vjp import field_rule, vjp
 from lam_trt.export.vjp.elementwise import mask
 
 
@@ -106,3 +109,27 @@ def vjp_global_max_pool(b, node, grads, needs):
     hit = mask(b, "Equal", x, node.outputs[0])
     ties = b.reduce_sum(hit, axes, keepdims=True)
     return [b.op("Mul", hit, b.op("Div", grads[0], ties))]
+
+
+# ---- receptive field: a reduction over all positions sees the whole image ----------------------
+field_rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")(global_field)
+
+
+def field_axes(node: Node, ctx: FieldContext, rank: int) -> list[int]:
+    """Reduced axes as the source graph writes them (attribute before opset 18, else input)."""
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1] in ctx.consts:
+        axes = ctx.consts[node.inputs[1]].tolist()
+    if not axes:
+        return [] if node.attrs.get("noop_with_empty_axes", 0) else list(range(rank))
+    return list(axes)
+
+
+@field_rule("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin")
+def reduce_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    f = merge([fields[0]])
+    shape = ctx.shape(node.inputs[0])
+    axes = [node.attrs.get("axis", 0)] if node.op_type.startswith("Arg") else field_axes(node, ctx, len(shape or ()))
+    mixes = mixes_positions(f, axes, shape, ctx)
+    return replace(f, is_global=f.is_global or mixes, spatial=f.spatial and not mixes)

@@ -1,12 +1,15 @@
 """Resize (Upsample is canonicalised to it): separable and linear, so its adjoint is A^T per axis."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.fields import Field, FieldContext, grow, merge
+from lam_trt.export.vjp import field_rule, vjp
 from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix
 
 
@@ -62,3 +65,19 @@ def vjp_resize(b, node, grads, needs):
         g = apply_transpose(b, g, a, axis, shape)
         shape[axis] = b.shape(x)[axis]
     return [g] + [None] * (len(node.inputs) - 1)
+
+
+# ---- receptive field ---------------------------------------------------------------------------
+RESIZE_TAPS = {"nearest": 1, "linear": 2, "cubic": 4}  # input pixels one output interpolates
+
+
+@field_rule("Resize", "Upsample")
+def resize_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    """The interpolation's taps on the input grid; the jump shrinks by the scale."""
+    f = merge([fields[0]])
+    src, dst = ctx.shape(node.inputs[0]), ctx.shape(node.outputs[0])
+    if src is None or dst is None or len(src) != 4:
+        return f
+    taps = RESIZE_TAPS.get(node.attrs.get("mode", "nearest"), 2)
+    grown = grow(f, (taps, taps), (1, 1))
+    return replace(grown, j=(f.j[0] * src[2] / dst[2], f.j[1] * src[3] / dst[3]))

@@ -1,12 +1,16 @@
 """Data movement: reshapes, transposes, broadcasts, concatenation, slicing, gathering, padding."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import onnx
 
 from lam_trt.export.accumulate import Placed
 from lam_trt.export.builder import INT64_MAX, GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.fields import Field, FieldContext, grow, merge, no_field
+from lam_trt.export.vjp import field_rule, vjp
 
 
 def slice_axis(b: GraphBuilder, x: str, axis: int, start: int, end: int, step: int = 1) -> str:
@@ -264,3 +268,39 @@ def vjp_depth_to_space(b, node, grads, needs):
 @vjp("SpaceToDepth")
 def vjp_space_to_depth(b, node, grads, needs):
     return [b.op("DepthToSpace", grads[0], blocksize=int(node.attrs["blocksize"]), mode="DCR")]
+
+
+# ---- receptive field ---------------------------------------------------------------------------
+@field_rule("DepthToSpace")
+def depth_to_space_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    """Upsampling: neighbouring outputs are 1 / blocksize input pixels apart."""
+    b, f = node.attrs["blocksize"], merge(fields)
+    return replace(f, j=(f.j[0] / b, f.j[1] / b))
+
+
+@field_rule("SpaceToDepth")
+def space_to_depth_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    b = node.attrs["blocksize"]
+    return grow(merge(fields), (b, b), (b, b))
+
+
+@field_rule("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
+def layout_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
+    """Reshapes lose track of H and W; a 4-D result that tiles the last known grid regains it."""
+    f = merge([fields[0]])
+    shape = ctx.shape(node.outputs[0])
+    lost = replace(f, spatial=False)
+    if shape is None or len(shape) != 4 or shape[0] != 1 or f.grid is None or not shape[2] or not shape[3]:
+        return lost
+    b = (f.grid[0] / shape[2], f.grid[1] / shape[3])
+    if not math.isclose(b[0], b[1]) or b[0] < 1 and not math.isclose(1 / b[0], round(1 / b[0])):
+        return lost
+    if b[0] >= 1 and not math.isclose(b[0], round(b[0])):
+        return lost
+    # merging b x b pixels into channels (pixel unshuffle) widens the field like a b x b kernel
+    grown = grow(f, b, b) if b[0] > 1 else replace(f, j=(f.j[0] * b[0], f.j[1] * b[1]))
+    return replace(grown, spatial=True, grid=(shape[2], shape[3]))
+
+
+# outputs that depend on the input's shape only
+field_rule("Shape", "Size", "EyeLike", "ConstantOfShape", "RandomNormalLike", "RandomUniformLike")(no_field)
