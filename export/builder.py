@@ -17,6 +17,9 @@ from onnx import helper, numpy_helper
 
 FLOAT = onnx.TensorProto.FLOAT
 INT64_MAX = np.iinfo(np.int64).max  # a Slice end meaning "to the end"
+# Ops whose outputs depend on their input's shape only, never on its values: specialisation folds
+# them, they carry no gradient (part of vjp.NON_DIFFERENTIABLE) and have no receptive field.
+SHAPE_READERS = frozenset({"Shape", "Size"})
 
 
 @dataclass

@@ -20,15 +20,13 @@ from onnx import helper, numpy_helper
 
 from lam_trt.errors import ModelError
 from lam_trt.export.batch_probe import relative_l2
-from lam_trt.export.builder import one_hot_kernels
+from lam_trt.export.builder import SHAPE_READERS, one_hot_kernels
 from lam_trt.export.source import canonicalise, image_io, opset_of, static_dims
 
 # Ops whose folded operands must line up with the image data along the batch axis (MatMul: on
 # its stacking axes); of these, the broadcasting ones take a size-1 batch axis as it is.
 BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Where", "MatMul"})
 BATCHED_OPERANDS = BROADCASTING | {"Concat", "ScatterElements", "ScatterND"}
-# Outputs of these ops never depend on the input's values, only on its shape.
-SHAPE_READERS = frozenset({"Shape", "Size"})
 SMALL = 1 << 16  # constants up to this many elements are kept as NumPy for the rules to read
 SOURCE_BATCHES = 1e-6  # relative L2 between a source's batch and its images alone (HAT's traced mask: 4e-5)
 

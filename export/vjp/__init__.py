@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.builder import SHAPE_READERS, GraphBuilder, Node
 from lam_trt.export.fields import FieldRule
 
 Rule = Callable[[GraphBuilder, Node, list[Optional[str]], list[bool]], list[Optional[str]]]
@@ -29,10 +29,11 @@ REGISTRY: dict[str, Rule] = {}
 FIELD_RULES: dict[str, FieldRule] = {}  # ops without one keep their inputs' field (receptive_field.py)
 MAC_COUNTS: dict[str, MacCount] = {}  # the compute-heavy ops; the rest count 0
 
-# Ops whose outputs never carry a gradient: they only read shapes or produce integers/booleans, or
-# their output is piecewise constant in the input (zero derivative almost everywhere).
-NON_DIFFERENTIABLE: frozenset[str] = frozenset({
-    "Shape", "Size", "Constant", "ConstantOfShape", "Range", "Equal", "Not", "And", "Or", "Xor",
+# The one list of ops whose outputs never carry a gradient: they only read shapes or produce
+# integers/booleans, or their output is piecewise constant in the input (zero derivative almost
+# everywhere). ``autodiff.undifferentiable`` checks a graph against it and the rules.
+NON_DIFFERENTIABLE: frozenset[str] = SHAPE_READERS | frozenset({
+    "Constant", "ConstantOfShape", "Range", "Equal", "Not", "And", "Or", "Xor",
     "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Mod", "IsNaN", "IsInf", "Sign", "Floor",
     "Ceil", "Round", "ArgMax", "ArgMin", "NonZero", "EyeLike",
 })

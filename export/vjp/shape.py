@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 
 from lam_trt.export.accumulate import Placed
-from lam_trt.export.builder import INT64_MAX, GraphBuilder, Node
+from lam_trt.export.builder import INT64_MAX, SHAPE_READERS, GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, grow, merge, no_field
 from lam_trt.export.vjp import field_rule, vjp
 
@@ -303,4 +303,4 @@ def layout_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> F
 
 
 # outputs that depend on the input's shape only
-field_rule("Shape", "Size", "EyeLike", "ConstantOfShape", "RandomNormalLike", "RandomUniformLike")(no_field)
+field_rule(*SHAPE_READERS, "EyeLike", "ConstantOfShape", "RandomNormalLike", "RandomUniformLike")(no_field)
