@@ -5,7 +5,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lam_trt.export.builder import Node
 from lam_trt.export.graph_format import code_fingerprint, graph_modules, imported_modules
+from lam_trt.export.vjp.geometry import geometry
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT = ROOT / "export"
@@ -64,3 +72,35 @@ def test_cache_key_follows_the_builders_code(tmp_path: Path) -> None:
     with open(copy / "vjp" / "conv.py", "a") as f:
         f.write("\n# an edit to a rule\n")
     assert code_fingerprint(copy) != key
+
+
+def run_node(node: onnx.NodeProto, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 10)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("op, attrs", [
+    ("Conv", dict(auto_pad="SAME_UPPER", strides=[2, 1])),
+    ("Conv", dict(auto_pad="SAME_LOWER", strides=[2, 2])),  # ORT has no dilated SAME
+    ("Conv", dict(auto_pad="VALID", strides=[1, 2])),
+    ("ConvTranspose", dict(strides=[2, 2], output_shape=[9, 10])),  # odd total padding: the extra pixel first
+    ("ConvTranspose", dict(strides=[2, 2], output_shape=[10, 11], dilations=[1, 2])),
+    ("ConvTranspose", dict(strides=[2, 2], auto_pad="SAME_UPPER")),
+    ("ConvTranspose", dict(strides=[2, 1], auto_pad="SAME_LOWER")),
+])
+def test_geometry_resolves_pads_as_onnx_runtime_does(op: str, attrs: dict) -> None:
+    """The one geometry resolver's explicit pads give ONNX Runtime's own output for auto_pad/output_shape."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 4, 3) if op == "ConvTranspose" else (3, 2, 4, 3)).astype(np.float32)
+    expected = run_node(helper.make_node(op, ["x", "w"], ["y"], **attrs), x, w)
+    geo = geometry(Node.from_proto(helper.make_node(op, ["x", "w"], ["y"], **attrs)), x.shape, w.shape, expected.shape)
+    explicit = {k: v for k, v in attrs.items() if k not in ("auto_pad", "output_shape")}
+    actual = run_node(helper.make_node(op, ["x", "w"], ["y"], **explicit, pads=geo.pads), x, w)
+    assert actual.shape == expected.shape
+    np.testing.assert_array_equal(actual, expected)
