@@ -1,7 +1,8 @@
-"""How export/ hangs together: earlier stages import no rule module, and the graph-cache key follows the
-modules the graph builder imports."""
+"""How export/ hangs together: earlier stages import no rule module, the graph-cache key follows the
+modules the graph builder imports, and one geometry resolver serves every windowed op."""
 from __future__ import annotations
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,23 @@ RULES = EXPORT / "vjp"
 RULE_MODULES = {p.stem for p in RULES.glob("*.py")} - {"__init__"}
 # the registry (export/vjp/__init__.py) and the reverse-mode pass may import rule modules
 MAY_IMPORT_RULES = {RULES / "__init__.py", EXPORT / "autodiff.py"}
+SOURCES = sorted(p for folder in ("export", "lam_trt", "kernels") for p in (ROOT / folder).rglob("*.py"))
+
+
+def ast_imports(path: Path, package: str) -> set[str]:
+    """Every module ``path`` imports, by Python's own parser (``from X import y``: X and X.y)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
 
 
 def package_of(path: Path) -> str:
@@ -32,13 +50,12 @@ def package_of(path: Path) -> str:
 
 
 def test_no_module_outside_the_rules_imports_a_rule_module() -> None:
-    sources = [p for folder in ("export", "lam_trt", "kernels") for p in (ROOT / folder).rglob("*.py")]
-    assert EXPORT / "specialise.py" in sources and RULES / "conv.py" in sources
+    assert EXPORT / "specialise.py" in SOURCES and RULES / "conv.py" in SOURCES
     offenders = []
-    for path in sources:
+    for path in SOURCES:
         if path.parent == RULES or path in MAY_IMPORT_RULES:
             continue
-        rules = {m for m in imported_modules(path, package_of(path))
+        rules = {m for m in ast_imports(path, package_of(path))
                  if m.startswith("lam_trt.export.vjp.") and m.split(".")[3] in RULE_MODULES}
         offenders += [f"{path.relative_to(ROOT)} imports {m}" for m in sorted(rules)]
     assert not offenders, offenders
@@ -49,8 +66,15 @@ def test_the_import_check_sees_rule_imports(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from lam_trt.export.vjp.conv import vjp_conv\n"
                       "from lam_trt.export.vjp import shape\n")
-    found = imported_modules(source, "lam_trt.export")
+    found = ast_imports(source, "lam_trt.export")
     assert {"lam_trt.export.vjp.conv", "lam_trt.export.vjp.shape"} <= found
+
+
+def test_the_cache_keys_import_reader_agrees_with_pythons_parser() -> None:
+    """graph_format reads import statements from the text (fast at every start); the parser is the truth."""
+    for path in SOURCES:
+        project = lambda names: {n for n in names if n.startswith("lam_trt")}  # noqa: E731
+        assert project(imported_modules(path, package_of(path))) == project(ast_imports(path, package_of(path))), path
 
 
 def test_graph_modules_are_the_builders_imports() -> None:
