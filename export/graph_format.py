@@ -6,8 +6,8 @@ module the builder never imports (the model report, the exporters) changes no ke
 """
 from __future__ import annotations
 
-import ast
 import hashlib
+import re
 from pathlib import Path
 
 PACKAGE = "lam_trt.export"
@@ -15,21 +15,31 @@ HERE = Path(__file__).resolve().parent
 ENTRY = "attribution_graph"
 
 
+# Import statements, read from the text (parsing every module's syntax tree costs each CLI start
+# a tenth of a second or more): "from X import a, b" (parenthesised over lines too) and "import X".
+FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.M)
+PLAIN_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n]+)", re.M)
+
+
 def imported_modules(path: Path, package: str) -> set[str]:
     """Dotted names of every module ``path`` (a module of ``package``) imports, anywhere in the file;
     ``from X import y`` gives ``X`` and ``X.y`` (y may be a submodule)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([node.module] if node.module else []))
-            names.add(base)
-            names.update(f"{base}.{a.name}" for a in node.names)
+    text = path.read_text()
+    names = {name for match in PLAIN_IMPORT.finditer(text) for name in _names(match.group(1))}
+    for dots, module, imported in FROM_IMPORT.findall(text):
+        base = module
+        if dots:
+            parent = package.split(".")[: len(package.split(".")) - len(dots) + 1]
+            base = ".".join(parent + ([module] if module else []))
+        names.add(base)
+        names.update(f"{base}.{name}" for name in _names(imported))
     return names
+
+
+def _names(imported: str) -> list[str]:
+    """``a, b as c, (d)`` -> [a, b, d]: comments, parentheses and aliases dropped."""
+    bare = re.sub(r"#[^\n]*", "", imported).replace("(", " ").replace(")", " ")
+    return [part.split()[0] for part in bare.split(",") if part.split()]
 
 
 def module_file(folder: Path, name: str) -> Path | None:

@@ -333,6 +333,14 @@ def conv_auto_pad(auto_pad: str, k: int, stride: int, size: int) -> Build:
     return build
 
 
+def conv_transpose_output_shape(rng):
+    """ConvTranspose-17 with output_shape: the full 18x18 result cropped to 15x16, the odd padding
+    pixel at the beginning (the ONNX spec for auto_pad NOTSET; checked against ONNX Runtime)."""
+    w = rng.standard_normal((3, 4, 4, 4), np.float32)
+    node = helper.make_node("ConvTranspose", ["input", "w"], ["output"], strides=[2, 2], output_shape=[15, 16])
+    return [node], {"w": w}, lambda x: F.conv_transpose2d(x, t(w, x), stride=2)[:, :, 2:17, 1:17]
+
+
 def depth_to_space_dcr(rng):
     def ref(x):
         n, c, h, w = x.shape
@@ -481,6 +489,7 @@ HAND_BUILT: list[HandCase] = [
     HandCase("Conv-SAME_LOWER-stride2", "Conv", conv_auto_pad("SAME_LOWER", 3, 2, 8)),
     HandCase("Conv-VALID-stride2", "Conv", conv_auto_pad("VALID", 3, 2, 9), (3, 9, 9)),
     HandCase("DepthToSpace-DCR", "DepthToSpace", depth_to_space_dcr, (12, 4, 4)),
+    HandCase("ConvTranspose-output-shape-odd-padding", "ConvTranspose", conv_transpose_output_shape),
     HandCase("SpaceToDepth", "SpaceToDepth", space_to_depth),
     HandCase("GatherND", "GatherND", gather_nd),
     HandCase("Identity", "Identity", identity),

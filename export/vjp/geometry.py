@@ -44,7 +44,8 @@ def geometry(node: Node, x_shape: Shape | None = None, w_shape: Shape | None = N
         out_pad = list(node.attrs.get("output_padding", [0] * spatial))
         for i in range(spatial if x_shape and y_shape else 0):
             full = strides[i] * (x_shape[2 + i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1
-            _split(pads, i, max(full - y_shape[2 + i], 0), upper=auto_pad != "SAME_LOWER")
+            # the ONNX spec (and ONNX Runtime): the odd pixel goes at the end only for SAME_UPPER
+            _split(pads, i, max(full - y_shape[2 + i], 0), upper=auto_pad == "SAME_UPPER")
     elif same:
         for i in range(spatial if x_shape else 0):
             size = x_shape[2 + i]
