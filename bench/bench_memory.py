@@ -6,8 +6,9 @@ one chunk of B path images through the network, LAM's gradient detector on the c
 and the gradient with respect to the input (PyTorch: ``autograd.grad`` on the input only, parameters
 frozen, as bench/reference_lam.py:lam_batched; lam-trt: one run of the attribution graph). Each
 measurement runs in a fresh process: the model, session and inputs are made first, then the peak
-resident memory is reset (Linux ``/proc/self/clear_refs``), the chunk runs, and the peak minus the
-memory before the run is what the chunk needed. Per path image = (peak(B=4) - peak(B=1)) / 3.
+resident memory is reset (Linux ``/proc/self/clear_refs``), the chunk runs RUNS times in a row (as
+an attribution runs chunk after chunk: what a first run leaves cached counts), and the peak minus
+the memory before the runs is what the chunks needed. Per path image = (peak(B=4) - peak(B=1)) / 3.
 lam-trt's own estimate (runner.GraphRunner.item_bytes, which sizes the chunks and refuses an image
 that cannot fit) is listed beside the measurements.
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 BATCHES = (1, 4)
+RUNS = 3  # chunks in a row: ONNX Runtime plans a memory pattern after its first run of a shape
 DEFAULT_NETS = "fsrcnn,edsr,rrdbnet,swinir"
 
 
@@ -78,7 +80,7 @@ def child_ort(graph: str, batch: int, size: tuple[int, int], threads: int) -> di
     x, y = C.centre(size)
     feeds = {"path": points, "weights": weights, "windows": np.array([[y, x, C.WINDOW_SIZE, C.WINDOW_SIZE]], np.int64)}
     outputs = ["detector", "attribution", "contribution"]
-    return {"bytes": _measure(lambda: session.run(outputs, feeds))}
+    return {"bytes": _measure(lambda: [session.run(outputs, feeds) for _ in range(RUNS)])}
 
 
 def child_torch(name: str, batch: int, size: tuple[int, int], threads: int) -> dict:
@@ -95,9 +97,10 @@ def child_torch(name: str, batch: int, size: tuple[int, int], threads: int) -> d
     x, y = C.centre(size)
 
     def run() -> None:
-        d = detector_window(model(chunk), y, x, C.WINDOW_SIZE)
-        (grad,) = torch.autograd.grad(d.sum(), chunk)
-        (grad * torch.from_numpy(weights)).sum(0)
+        for _ in range(RUNS):
+            d = detector_window(model(chunk), y, x, C.WINDOW_SIZE)
+            (grad,) = torch.autograd.grad(d.sum(), chunk)
+            (grad * torch.from_numpy(weights)).sum(0)
 
     return {"bytes": _measure(run)}
 
@@ -136,7 +139,8 @@ def markdown(rows: list[dict], threads: int) -> str:
         "## Memory per path image",
         "",
         f"Measured by `python bench/bench_memory.py` on {C.now()} ({threads} threads, CPU, x{C.SCALE}; "
-        "each number is the peak resident memory a chunk of path images added in a fresh process). "
+        f"each number is the peak resident memory that {RUNS} chunks of path images in a row added in a fresh "
+        "process). "
         "lam-trt runs its attribution graph in ONNX Runtime; PyTorch runs the same network with "
         "`autograd.grad` on the input only (parameters frozen). Per image: the slope between chunks of "
         f"{BATCHES[0]} and {BATCHES[1]} images. Estimate: what lam-trt assumes per image to size chunks "

@@ -58,13 +58,21 @@ def session_options(threads: int | None = None) -> Any:
     flushed to zero on the CPU threads. Masked attention (Swin's -100 shift mask) makes softmax
     emit denormals, on which x86 arithmetic is ~30x slower. Flushing changes only values below
     1.2e-38, far under float32 rounding of anything a map sums (a denormal activation counts as 0
-    where a ReLU-family slope is chosen, the same for every formulation of the rule)."""
+    where a ReLU-family slope is chosen, the same for every formulation of the rule).
+
+    Memory (bench/bench_memory.py): no memory pattern, whose one planned block ONNX Runtime
+    allocates from the second run on beside what the arena kept from the first (twice the memory
+    per chunk); and the priority-based order, which runs Shape nodes as soon as their input exists,
+    where the default order runs a reverse-pass Shape(x) late and keeps the forward tensor x alive
+    until then."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 4  # fatal only: every error reaches lam-trt as an exception, said in one line
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    opts.enable_mem_pattern = False
+    opts.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     if threads:
         opts.intra_op_num_threads = threads
     return opts

@@ -145,7 +145,7 @@ class LAMResult:
 
     def plot(self, path: str | os.PathLike | None = None, show: bool = False, alpha: float = 0.5,
              dpi: int = 150) -> Any:
-        """The panels of lam.png as a matplotlib Figure (a notebook displays it as it is returned).
+        """The panels of lam.png as a matplotlib Figure (Jupyter's inline backend displays it).
         ``path``: also write it there (png, pdf or svg, by the suffix); ``show``: draw it on a pyplot
         figure and call ``plt.show()`` (a window, as any pyplot figure)."""
         from lam_trt.render import lam_figure, save_figure  # matplotlib: load it only here
