@@ -154,6 +154,12 @@ def plot(data: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=130)
 
 
+def report(data: dict[str, Any], out: Path) -> None:
+    C.replace_section("windows", "## Many windows in one run\n\n" + markdown(data) + "\n\n![](windows.png)",
+                      out / "RESULTS.md")
+    plot(data, out / "windows.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -161,20 +167,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result_path = args.out / "results_windows.json"
     if args.report_only:
-        data = json.loads(result_path.read_text())
-    else:
-        args.work.mkdir(parents=True, exist_ok=True)
-        snapshots, rows = [C.load_snapshot()], []
-        for name in [n for n in args.nets.split(",") if n]:
-            rows.append(measure_network(name, args))
-            snapshots.append(C.load_snapshot())
+        report(json.loads(result_path.read_text()), args.out)
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    snapshots, rows = [C.load_snapshot()], []
+    for name in [n for n in args.nets.split(",") if n]:  # the report grows network by network
+        rows.append(measure_network(name, args))
+        snapshots.append(C.load_snapshot())
         data = {"when": C.now(), "machine": C.machine(), "versions": C.versions(),
                 "load": C.describe_load(snapshots), "rows": rows}
-        args.out.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps(data, indent=2) + "\n")
-    C.replace_section("windows", "## Many windows in one run\n\n" + markdown(data) + "\n\n![](windows.png)",
-                      args.out / "RESULTS.md")
-    plot(data, args.out / "windows.png")
+        report(data, args.out)
     return 0
 
 
