@@ -253,3 +253,25 @@ def test_cli_bad_windows_exit_2_and_write_nothing(rows: str, message: str, tmp_p
                                    "--size", "6", "--steps", "2", "--out", str(out)])
     assert res.exit_code == 2 and message in res.stderr and not out.exists()
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+# ---- the runner: windows in groups that fit memory, chunks that shrink with K ---------------------------
+def test_runner_groups_windows_and_shrinks_chunks(tmp_path, harness):
+    from lam_trt.export import save_attribution_graph
+    from lam_trt.runner import GraphRunner
+
+    source = export_onnx(seeded(NETS["TinyRRDB"]), (3, 8, 8), tmp_path / "model.onnx")
+    save_attribution_graph(harness.build_graph(source, (3, 8, 8)), tmp_path / "graph.onnx")
+    runner = GraphRunner(tmp_path / "graph.onnx", provider="cpu", batch_size=4)
+    assert [runner.chunk_size(k) for k in (1, 2, 3, 7, 16)] == [4, 2, 2, 1, 1]
+    assert runner.windows_per_run() == 7  # (1 + K) x one forward's activations within 2 x 4
+    path, weights = harness.random_batch(5, (3, 8, 8), seed=7)
+    windows = np.array([[k % 5, (2 * k) % 7, 4, 5] for k in range(9)], np.int64)
+    ticks: list[int] = []
+    out = runner.run(path, weights, windows, progress=ticks.append)
+    assert out.detector.shape == (9, 5) and out.attribution.shape == (9, 3, 8, 8) and sum(ticks) == 5
+    session = harness.make_session(tmp_path / "graph.onnx")
+    for k in (0, 6, 7, 8):  # the first and last of each group
+        alone = harness.run_graph(session, path, weights, tuple(windows[k]))
+        assert harness.rel_l2(out.attribution[k], alone.attribution) < 1e-5
+        np.testing.assert_allclose(out.detector[k], alone.detector, rtol=1e-5)
