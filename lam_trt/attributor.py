@@ -39,7 +39,9 @@ class Attributor:
     tensorrt; ``fp16``: TensorRT only, half-precision engines (report the error against fp32).
 
     ``attribute(image, window, size, ...)`` attributes the ``size`` x ``size`` SR-output patch whose
-    top-left corner is ``window`` = (x = column, y = row) in SR pixels (None: centred on the SR output).
+    top-left corner is ``window`` = (x = column, y = row) in SR pixels (None: centred on the SR output);
+    with ``windows`` = [(x, y) or (x, y, size), ...] instead, every one of them, returned as a list in
+    order: the path and its forward passes are shared, the reverse passes run together.
     ``hr``: ``image`` is an HR image, downscaled by ``scale`` (default: the model's own scale, which a
     given one must match). ``crop``: "auto" (receptive-field cropping where it is exact), True (the
     same, but say why when it is not possible), or False. ``progress``: a callable(n_done) or None.
@@ -105,10 +107,8 @@ class Attributor:
 
     def window_groups(self, crop: bool | str, img: np.ndarray, sr: np.ndarray, wins: list[Window]) -> list[list[int]]:
         """Windows that share one crop and one run (all of them unless cropping splits them cheaper)."""
-        if crop is False or crop == "off" or self.source.fixed_size or len(wins) == 1:
-            return [list(range(len(wins)))]
         scale = sr.shape[2] / img.shape[1]
-        if scale != int(scale):
+        if crop is False or crop == "off" or self.source.fixed_size or len(wins) == 1 or scale != int(scale):
             return [list(range(len(wins)))]
         return group_windows(img.shape[1:], wins, int(scale), self.source.receptive_field(img.shape[1:]))
 
