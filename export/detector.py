@@ -5,7 +5,11 @@ the SR output T (LAM-SPEC.md). Only the window is differentiated, and the sqrt's
 zero-safe one (registered by node name): identical to the reference wherever it has no NaN.
 
 The detector runs on the reverse pass's batch: K x N items, window-major (item k*N + n is path
-image n seen through window k), so every window seeds its own gradient in one batched pass.
+image n seen through window k), so every window seeds its own gradient in one batched pass. Each
+item gathers its own window plus one row and column (the forward differences' neighbours) from
+the SR output, so the detector's work, forward and backward, is window-sized whatever the spread
+of the windows; a 0/1 mask drops what lies beyond a smaller window or the output's last row and
+column (which have no neighbour), as the single-window detector does.
 """
 from __future__ import annotations
 
@@ -17,33 +21,26 @@ REDUCTIONS = ("sum", "mean")
 def append_detector(b: GraphBuilder, sr: str, windows: str, path: str, reduce: str = "sum") -> tuple[str, str]:
     """Emit D for every (window, path image) item of ``sr`` [K*N, C, H, W] (the SR batch of ``path``
     repeated once per window of ``windows`` [K, 4] = (top, left, height, width)); return (D [K*N],
-    name of the zero-safe Sqrt).
-
-    The SR output is first cut to the box covering every window plus one row and column (the
-    forward differences' neighbours), so the detector works on that box instead of the whole
-    output; each item's window is a 0/1 mask on the box (all ones for one window: today's D)."""
+    name of the zero-safe Sqrt)."""
     n, c, _, _ = b.shape(sr)
-    unknown = (n, c, -1, -1)  # box-sized: only known when the graph runs
+    unknown = (n, c, -1, -1)  # window-sized: only known when the graph runs
 
     def tensor(name: str, shape: tuple = unknown) -> str:
         b.shapes[name], b.dtypes[name] = shape, FLOAT
         return name
 
-    corners = b.op("Slice", windows, b.ints([0]), b.ints([2]), b.ints([1]))
-    far = b.op("Add", corners, b.op("Slice", windows, b.ints([2]), b.ints([4]), b.ints([1])))
-    starts = b.op("ReduceMin", corners, b.ints([0]), keepdims=0)
-    ends = b.op("Add", b.op("ReduceMax", far, b.ints([0]), keepdims=0), b.ints([1, 1]))
-    box = tensor(b.op("Slice", sr, starts, ends, b.ints([2, 3])))
+    items = per_item_windows(b, windows, path)
+    patch = tensor(gather_windows(b, sr, items, windows))
     end = INT64_MAX
 
     def crop(rows: tuple[int, int], cols: tuple[int, int]) -> str:
-        return tensor(b.op("Slice", box, b.ints([rows[0], cols[0]]), b.ints([rows[1], cols[1]]), b.ints([2, 3])))
+        return tensor(b.op("Slice", patch, b.ints([rows[0], cols[0]]), b.ints([rows[1], cols[1]]), b.ints([2, 3])))
 
     here, below, right = crop((0, -1), (0, -1)), crop((1, end), (0, -1)), crop((0, -1), (1, end))
     dy, dx = tensor(b.op("Sub", here, below)), tensor(b.op("Sub", here, right))
     squares = tensor(b.op("Add", tensor(b.op("Mul", dy, dy)), tensor(b.op("Mul", dx, dx))))
     magnitude = tensor(b.op("Sqrt", squares))
-    mask = window_masks(b, here, starts, per_item_windows(b, windows, path), c if reduce == "mean" else 0)
+    mask = window_masks(b, sr, items, windows, c if reduce == "mean" else 0)
     d = b.op("ReduceSum", tensor(b.op("Mul", magnitude, mask)), b.ints([1, 2, 3]), keepdims=0)
     b.shapes[d], b.dtypes[d] = (n,), FLOAT
     return d, magnitude
@@ -57,22 +54,48 @@ def per_item_windows(b: GraphBuilder, windows: str, path: str) -> str:
     return b.op("Reshape", spread, b.ints([-1, 4]))
 
 
-def window_masks(b: GraphBuilder, here: str, starts: str, items: str, channels: int) -> str:
-    """[K*N, 1, h, w] float: 1 where a pixel of the box ``here`` (its top-left at ``starts``) lies in
-    that item's window, else 0; divided by the window's pixel count times ``channels`` if given
-    (the mean detector)."""
-    size = b.op("Shape", here)
+def column(b: GraphBuilder, items: str, k: int) -> str:
+    """[K*N, 1]: one column of the per-item windows."""
+    return b.op("Slice", items, b.ints([k]), b.ints([k + 1]), b.ints([1]))
 
-    def inside(axis: int) -> str:  # [K*N, length of the box along axis]: in the window's range?
-        first = b.op("Slice", starts, b.ints([axis - 2]), b.ints([axis - 1]))
-        coords = b.op("Add", b.op("Range", scalar(b, 0), axis_size(b, size, axis), scalar(b, 1)), first)
-        lo = b.op("Slice", items, b.ints([axis - 2]), b.ints([axis - 1]), b.ints([1]))
-        hi = b.op("Add", lo, b.op("Slice", items, b.ints([axis]), b.ints([axis + 1]), b.ints([1])))
-        within = b.op("And", b.op("GreaterOrEqual", coords, lo), b.op("Less", coords, hi))
+
+def offsets(b: GraphBuilder, windows: str, k: int, extra: int) -> str:
+    """[0, 1, ..., largest of the windows' column ``k`` + extra - 1]: positions inside a window."""
+    largest = b.op("ReduceMax", b.op("Slice", windows, b.ints([k]), b.ints([k + 1]), b.ints([1])), keepdims=0)
+    return b.op("Range", scalar(b, 0), b.op("Add", largest, scalar(b, extra)), scalar(b, 1))
+
+
+def gather_windows(b: GraphBuilder, sr: str, items: str, windows: str) -> str:
+    """[K*N, C, h+1, w+1]: each item's window of ``sr`` plus one row and column (h, w the largest
+    window's size; indices past the output's edge repeat its last row or column, masked later)."""
+    _, c, height, width = b.shape(sr)
+    rows = b.op("Min", b.op("Add", column(b, items, 0), offsets(b, windows, 2, 1)), b.ints([height - 1]))
+    cols = b.op("Min", b.op("Add", column(b, items, 1), offsets(b, windows, 3, 1)), b.ints([width - 1]))
+    count = b.op("Slice", b.op("Shape", items), b.ints([0]), b.ints([1]))
+    size = lambda t: b.op("Slice", b.op("Shape", t), b.ints([1]), b.ints([2]))  # noqa: E731
+    row_index = b.op("Expand", b.op("Unsqueeze", rows, b.ints([1, 3])),
+                     b.op("Concat", count, b.ints([c]), size(rows), b.ints([width]), axis=0))
+    strip = b.op("GatherElements", sr, row_index, axis=2)
+    b.shapes[strip], b.dtypes[strip] = (b.shape(sr)[0], c, -1, width), FLOAT
+    col_index = b.op("Expand", b.op("Unsqueeze", cols, b.ints([1, 2])),
+                     b.op("Concat", count, b.ints([c]), size(rows), size(cols), axis=0))
+    return b.op("GatherElements", strip, col_index, axis=3)
+
+
+def window_masks(b: GraphBuilder, sr: str, items: str, windows: str, channels: int) -> str:
+    """[K*N, 1, h, w] float: 1 where a pixel of the gathered patch lies in that item's window and
+    has both neighbours in the output, else 0; divided by the item's pixel count times ``channels``
+    if given (the mean detector)."""
+    _, _, height, width = b.shape(sr)
+
+    def inside(k: int, extent: int) -> str:  # [K*N, h or w]: inside this item's window and the map?
+        at = offsets(b, windows, k + 2, 0)
+        size, first = column(b, items, k + 2), column(b, items, k)
+        within = b.op("And", b.op("Less", at, size), b.op("Less", b.op("Add", first, at), b.ints([extent - 1])))
         return b.op("Cast", within, to=FLOAT)
 
-    rows = b.op("Unsqueeze", inside(2), b.ints([2]))   # [K*N, h, 1]
-    cols = b.op("Unsqueeze", inside(3), b.ints([1]))   # [K*N, 1, w]
+    rows = b.op("Unsqueeze", inside(0, height), b.ints([2]))   # [K*N, h, 1]
+    cols = b.op("Unsqueeze", inside(1, width), b.ints([1]))    # [K*N, 1, w]
     mask = b.op("Unsqueeze", b.op("Mul", rows, cols), b.ints([1]))
     if channels:
         count = b.op("Mul", b.op("ReduceSum", mask, b.ints([1, 2, 3]), keepdims=1), b.const(float(channels)))
@@ -82,10 +105,6 @@ def window_masks(b: GraphBuilder, here: str, starts: str, items: str, channels: 
 
 def scalar(b: GraphBuilder, value: int) -> str:
     return b.const(value, "int64")
-
-
-def axis_size(b: GraphBuilder, shape: str, axis: int) -> str:
-    return b.op("Squeeze", b.op("Slice", shape, b.ints([axis]), b.ints([axis + 1])), b.ints([0]))
 
 
 def vjp_sqrt_zero_safe(b: GraphBuilder, node: Node, grads, needs):

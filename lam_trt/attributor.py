@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -24,8 +25,9 @@ from lam_trt.kernels import IntegrationPath, make_path
 from lam_trt.provenance import describe_input, describe_run, pixels_sha256, timestamp
 from lam_trt.result import LAMResult, Run, batch_warnings, output_warnings, window_result, windows_warnings
 from lam_trt.providers import resolve, session_options, session_providers
-from lam_trt.runner import GraphOutputs, GraphRunner, check_forward_fits
+from lam_trt.runner import GraphOutputs, GraphRunner, check_forward_fits, scaled_progress
 from lam_trt.window import Window, check_window, resolve_windows
+from lam_trt.window_groups import group_windows
 
 GraphInfo = dict[str, Any]  # how a runner's graph was got this time (cache hit, seconds, path, warnings)
 
@@ -37,7 +39,9 @@ class Attributor:
     tensorrt; ``fp16``: TensorRT only, half-precision engines (report the error against fp32).
 
     ``attribute(image, window, size, ...)`` attributes the ``size`` x ``size`` SR-output patch whose
-    top-left corner is ``window`` = (x = column, y = row) in SR pixels (None: centred on the SR output).
+    top-left corner is ``window`` = (x = column, y = row) in SR pixels (None: centred on the SR output);
+    with ``windows`` = [(x, y) or (x, y, size), ...] instead, every one of them, returned as a list in
+    order: the path and its forward passes are shared, the reverse passes run together.
     ``hr``: ``image`` is an HR image, downscaled by ``scale`` (default: the model's own scale, which a
     given one must match). ``crop``: "auto" (receptive-field cropping where it is exact), True (the
     same, but say why when it is not possible), or False. ``progress``: a callable(n_done) or None.
@@ -78,15 +82,35 @@ class Attributor:
         clock.lap("load_and_path")
         sr = self.endpoints(img, path, source if hr else None)
         wins = resolve_windows(window, windows, size, sr.shape[1:])
-        region = self.crop(crop, img, sr[0], wins)
-        clock.lap("endpoints")
-        runner, info = self.runner(region.cut(img[None])[0].shape[1:])
-        out = self.integrate(runner, region, path, wins, internal_batch_size, progress)
-        run = self.run_record(img, sr, path, region, runner, info, out, clock, source, hr_image,
-                              {"steps": steps, "sigma": sigma, "kernel_size": kernel_size, "rule": rule}, gap_warning)
-        results = [window_result(run, w.xy_size, out.attribution[k], out.detector[k], out.contribution[k])
-                   for k, w in enumerate(wins)]
+        call = Call(img, sr, path, source, hr_image, {"steps": steps, "sigma": sigma, "kernel_size": kernel_size,
+                                                      "rule": rule}, gap_warning, internal_batch_size, clock)
+        results = self.attribute_windows(call, wins, crop, progress)
         return results if windows is not None else results[0]
+
+    def attribute_windows(self, call: Call, wins: list[Window], crop: bool | str, progress: Any) -> list[LAMResult]:
+        """The results of ``wins``, in order, from one run per group of windows that share a crop."""
+        results: list[Any] = [None] * len(wins)
+        groups = self.window_groups(crop, call.image, call.sr, wins)
+        tick = scaled_progress(progress, len(groups))
+        for members in groups:
+            group = [wins[k] for k in members]
+            region = self.crop(crop, call.image, call.sr[0], group)
+            call.clock.lap("endpoints")
+            runner, info = self.runner(region.cut(call.image[None])[0].shape[1:])
+            out = self.integrate(runner, region, call.path, group, call.batch_size, tick)
+            run = self.run_record(call.image, call.sr, call.path, region, runner, info, out, call.clock, call.source,
+                                  call.hr_image, call.parameters, call.gap_warning)
+            for i, k in enumerate(members):
+                results[k] = window_result(run, wins[k].xy_size, out.attribution[i], out.detector[i],
+                                           out.contribution[i])
+        return results
+
+    def window_groups(self, crop: bool | str, img: np.ndarray, sr: np.ndarray, wins: list[Window]) -> list[list[int]]:
+        """Windows that share one crop and one run (all of them unless cropping splits them cheaper)."""
+        scale = sr.shape[2] / img.shape[1]
+        if crop is False or crop == "off" or self.source.fixed_size or len(wins) == 1 or scale != int(scale):
+            return [list(range(len(wins)))]
+        return group_windows(img.shape[1:], wins, int(scale), self.source.receptive_field(img.shape[1:]))
 
     def endpoints(self, img: np.ndarray, path: IntegrationPath, hr_source: Optional[dict[str, Any]]) -> np.ndarray:
         """F(I) and F(I') [2, C', H, W]; with --hr, the model must upscale by the scale given."""
@@ -232,6 +256,21 @@ class Attributor:
                                  "upscaling of its input, so it has no scale for --hr")
             self._scale = out[2] // h
         return self._scale
+
+
+@dataclass
+class Call:
+    """What every window of one ``attribute`` call shares."""
+
+    image: np.ndarray                 # LR input [C, h, w]
+    sr: np.ndarray                    # F(I) and F(I') [2, C', H, W]
+    path: IntegrationPath
+    source: dict[str, Any]            # where the image came from and how it was converted
+    hr_image: Optional[np.ndarray]
+    parameters: dict[str, Any]        # steps, sigma, kernel size, rule
+    gap_warning: float
+    batch_size: Optional[int]
+    clock: Clock
 
 
 class Clock:

@@ -43,13 +43,13 @@ class DeviceRunner(GraphRunner):
                                           "use_tf32": 0})
         if self.provider != "tensorrt":
             return [cuda, "CPUExecutionProvider"]
-        shape = lambda n: f"path:{n}x{c}x{h}x{w},weights:{n}x{c}x{h}x{w}"
+        shape = lambda n, k: f"path:{n}x{c}x{h}x{w},weights:{n}x{c}x{h}x{w},windows:{k}x4"
         trt = ("TensorrtExecutionProvider", {
             "device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
             "trt_fp16_enable": self.fp16, "trt_engine_cache_enable": cache_dir is not None,
             "trt_engine_cache_path": str((cache_dir or Path(".")) / "trt"),
-            "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(self.batch_hint),
-            "trt_profile_max_shapes": shape(self.batch_hint)})
+            "trt_profile_min_shapes": shape(1, 1), "trt_profile_opt_shapes": shape(self.batch_hint, 1),
+            "trt_profile_max_shapes": shape(self.batch_hint, self.windows_per_run())})
         return [trt, cuda, "CPUExecutionProvider"]
 
     def run_group(self, points: Any, weights: Any, windows: np.ndarray, progress: Optional[ProgressFn]

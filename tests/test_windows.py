@@ -253,3 +253,52 @@ def test_cli_bad_windows_exit_2_and_write_nothing(rows: str, message: str, tmp_p
                                    "--size", "6", "--steps", "2", "--out", str(out)])
     assert res.exit_code == 2 and message in res.stderr and not out.exists()
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+# ---- the runner: windows in groups that fit memory, chunks that shrink with K ---------------------------
+def test_runner_groups_windows_and_shrinks_chunks(tmp_path, harness):
+    from lam_trt.export import save_attribution_graph
+    from lam_trt.runner import GraphRunner
+
+    source = export_onnx(seeded(NETS["TinyRRDB"]), (3, 8, 8), tmp_path / "model.onnx")
+    save_attribution_graph(harness.build_graph(source, (3, 8, 8)), tmp_path / "graph.onnx")
+    runner = GraphRunner(tmp_path / "graph.onnx", provider="cpu", batch_size=4)
+    assert [runner.chunk_size(k) for k in (1, 2, 3, 7, 16)] == [4, 2, 2, 1, 1]
+    assert runner.windows_per_run() == 7  # (1 + K) x one forward's activations within 2 x 4
+    path, weights = harness.random_batch(5, (3, 8, 8), seed=7)
+    windows = np.array([[k % 5, (2 * k) % 7, 4, 5] for k in range(9)], np.int64)
+    ticks: list[int] = []
+    out = runner.run(path, weights, windows, progress=ticks.append)
+    assert out.detector.shape == (9, 5) and out.attribution.shape == (9, 3, 8, 8) and sum(ticks) == 5
+    session = harness.make_session(tmp_path / "graph.onnx")
+    for k in (0, 6, 7, 8):  # the first and last of each group
+        alone = harness.run_graph(session, path, weights, tuple(windows[k]))
+        assert harness.rel_l2(out.attribution[k], alone.attribution) < 1e-5
+        np.testing.assert_allclose(out.detector[k], alone.detector, rtol=1e-5)
+
+
+# ---- receptive-field crops for several windows: one union, or one crop per region ------------------------
+def test_group_windows_by_cost():
+    from lam_trt.window import Window
+    from lam_trt.window_groups import group_windows
+
+    near = [Window(40, 40, 8), Window(41, 40, 8), Window(40, 42, 8)]
+    assert group_windows((64, 64), near, 2, 2) == [[0, 1, 2]]  # one union, little larger than each crop
+    apart = [Window(40, 40, 8), Window(48, 40, 8)]
+    assert group_windows((64, 64), apart, 2, 2) == [[0], [1]]  # 11 x 15 LR px twice costs more than 11 x 11 alone
+    corners = [Window(0, 0, 8), Window(110, 0, 8), Window(0, 110, 8), Window(110, 110, 8), Window(2, 4, 8)]
+    groups = group_windows((64, 64), corners, 2, 2)
+    assert sorted(map(sorted, groups)) == [[0, 4], [1], [2], [3]]  # the union would be the whole image
+    assert group_windows((64, 64), corners, 2, "global") == [[0, 1, 2, 3, 4]]
+
+
+def test_windows_far_apart_run_one_crop_per_region_exactly(tmp_path):
+    source = export_onnx(seeded(NETS["BicubicResidualX2"]), (3, 40, 40), tmp_path / "local.onnx")
+    img = lr_image(40, 40)
+    attributor = lam_trt.Attributor(source, provider="cpu")
+    windows = [(2, 2), (66, 4), (6, 66), (64, 64)]
+    many = attributor.attribute(img, windows=windows, size=8, steps=6)
+    crops = {tuple(r.meta["crop"][k] for k in ("top", "left", "height", "width")) for r in many}
+    assert len(crops) == 4 and all(r.meta["crop"]["applied"] for r in many)
+    for xy, result in zip(windows, many):
+        assert_same_results(result, attributor.attribute(img, window=xy, size=8, steps=6, crop=False))
