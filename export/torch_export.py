@@ -216,7 +216,7 @@ def _quiet() -> Iterator[None]:
 def _first_trace(module: nn.Module, sample: torch.Tensor, size: tuple[int, int], dynamic_hw: bool,
                  exporter: str) -> tuple[_Traced, bool, bool, list[str]]:
     """The trace with the most dynamic axes the exporter accepts, and a note for each axis it fixed:
-    dynamo refuses an axis that the code specialises (reads as a Python int); TorchScript never."""
+    dynamo may refuse an axis that the code specialises; TorchScript never does."""
     tries = [(True, dynamic_hw), (True, False), (False, dynamic_hw), (False, False)]
     tries = list(dict.fromkeys(tries))[:1 if exporter == "torchscript" else None]
     refusal: ModelError | None = None
