@@ -1,5 +1,5 @@
 """lam-trt: Local Attribution Maps for super-resolution networks, from a plain ONNX file."""
-__version__ = "0.1.0"
+from lam_trt.version import __version__  # noqa: E402
 
 from lam_trt.errors import InputError, LamTrtError, ModelError, ProviderError, UnsupportedOpError  # noqa: E402
 from lam_trt.result import LAMResult, ResultWarning  # noqa: E402

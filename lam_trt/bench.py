@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import onnx
 
-import lam_trt
+from lam_trt.version import __version__
 from lam_trt.errors import InputError
 from lam_trt.export import image_io, load_onnx, static_dims
 from lam_trt.images import ImageSource
@@ -214,7 +214,7 @@ def run_benchmark(model: str | os.PathLike | onnx.ModelProto, *, size: Optional[
         peak_rss_mib=runs.memory.peak_mib, rss_before_mib=runs.memory.before_mib,
         peak_memory_source=runs.memory.source, image=label, versions=dict(meta.get("versions", {})),
         machine={**meta.get("machine", {}), "python": platform.python_version(),
-                 "lam_trt": lam_trt.__version__, "model_file": Path(str(model)).name
+                 "lam_trt": __version__, "model_file": Path(str(model)).name
                  if not isinstance(model, onnx.ModelProto) else None})
 
 

@@ -70,7 +70,7 @@ def describe_run(model: Any, runner: Any, graph: dict[str, Any], path: Any, para
     import onnx
     import onnxruntime as ort
 
-    import lam_trt
+    from lam_trt.version import __version__
 
     session = runner.session
     return {
@@ -89,7 +89,7 @@ def describe_run(model: Any, runner: Any, graph: dict[str, Any], path: Any, para
                     **{k: graph[k] for k in ("graph_cache_hit", "graph_source", "graph_path")}},
         "timings_seconds": {k: round(v, 6) for k, v in timings.items()},
         "graph_options": graph["graph_options"], "export_warnings": graph["export_warnings"],
-        "versions": {"lam_trt": lam_trt.__version__, "onnxruntime": ort.__version__,
+        "versions": {"lam_trt": __version__, "onnxruntime": ort.__version__,
                      "onnx": onnx.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count()},
     }

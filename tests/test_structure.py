@@ -92,20 +92,8 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-# Cycles in files being reshaped in parallel (issue 13): the VJP registry and its rule modules (export/vjp/),
-# the package facade and attributor.py's ``import lam_trt`` for the version. Empty this once they are gone.
-BEING_REMOVED = [
-    {"lam_trt.export.vjp", "lam_trt.export.vjp.activation", "lam_trt.export.vjp.conv", "lam_trt.export.vjp.elementwise",
-     "lam_trt.export.vjp.fold", "lam_trt.export.vjp.linalg", "lam_trt.export.vjp.normalization",
-     "lam_trt.export.vjp.pool", "lam_trt.export.vjp.reduce", "lam_trt.export.vjp.resize",
-     "lam_trt.export.vjp.sampling", "lam_trt.export.vjp.scatter", "lam_trt.export.vjp.selection",
-     "lam_trt.export.vjp.shape", "lam_trt.export.vjp.spectral", "lam_trt.export.vjp.trig"},
-    {"lam_trt", "lam_trt.attributor"},
-]
-
-
 def test_no_import_cycle():
-    cycles = [c for c in find_cycles(import_graph()) if not any(set(c) <= known for known in BEING_REMOVED)]
+    cycles = find_cycles(import_graph())
     assert not cycles, "modules that import each other (directly or around a loop):\n" + "\n".join(
         " <-> ".join(c) for c in cycles)
 
@@ -133,12 +121,8 @@ def long_functions() -> list[str]:
     return out
 
 
-# Files whose long functions are being shortened in parallel (issue 13); empty this once they comply.
-BEING_SHORTENED = {"lam_trt/attributor.py", "export/attribution_graph.py"}
-
-
 def test_no_function_longer_than_50_lines():
-    long = [f for f in long_functions() if f.split(":")[0] not in BEING_SHORTENED]
+    long = long_functions()
     assert not long, "functions longer than 50 lines:\n" + "\n".join(long)
 
 

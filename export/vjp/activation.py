@@ -7,7 +7,7 @@ import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, normalised_over
-from lam_trt.export.vjp import field_rule, vjp
+from lam_trt.export.vjp.registry import field_rule, vjp
 from lam_trt.export.vjp.elementwise import mask, unary
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, grow, merge, pair
-from lam_trt.export.vjp import field_rule, mac_count, vjp
+from lam_trt.export.vjp.registry import field_rule, mac_count, vjp
 from lam_trt.export.vjp.conv_weights import bias_grad, weight_grad
 from lam_trt.export.vjp.geometry import Geometry, geometry
 

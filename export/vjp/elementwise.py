@@ -7,7 +7,7 @@ import onnx
 
 from lam_trt.export.accumulate import Broadcast
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.registry import vjp
 
 FLOAT = 1
 

@@ -4,7 +4,7 @@ product by 1.0 per value), in the C-major, then block-position order both ops us
 from __future__ import annotations
 
 from lam_trt.export.builder import one_hot_kernels
-from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.registry import vjp
 
 
 @vjp("Col2Im")

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, grow, merge
-from lam_trt.export.vjp import field_rule, mac_count, vjp
+from lam_trt.export.vjp.registry import field_rule, mac_count, vjp
 
 
 def swap_last(b: GraphBuilder, x: str) -> str:

@@ -5,7 +5,7 @@ import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, global_field, normalised_over
-from lam_trt.export.vjp import field_rule, vjp
+from lam_trt.export.vjp.registry import field_rule, vjp
 
 
 def standardised_grad(b: GraphBuilder, x: str, g_hat: str, axes: list[int], eps: float) -> str:

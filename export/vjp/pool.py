@@ -5,7 +5,7 @@ import numpy as np
 from onnx import helper
 
 from lam_trt.export.builder import GraphBuilder, Node, one_hot_kernels
-from lam_trt.export.vjp import field_rule, vjp
+from lam_trt.export.vjp.registry import field_rule, vjp
 from lam_trt.export.vjp.conv import conv_field
 from lam_trt.export.vjp.geometry import Geometry, geometry
 from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix

@@ -8,7 +8,7 @@ import numpy as np
 from lam_trt.export.accumulate import Broadcast
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, global_field, merge, mixes_positions
-from lam_trt.export.vjp import field_rule, vjp
+from lam_trt.export.vjp.registry import field_rule, vjp
 from lam_trt.export.vjp.elementwise import mask
 
 

@@ -9,7 +9,7 @@ from onnx import helper, numpy_helper
 
 from lam_trt.export.builder import GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, grow, merge
-from lam_trt.export.vjp import field_rule, vjp
+from lam_trt.export.vjp.registry import field_rule, vjp
 from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix
 
 

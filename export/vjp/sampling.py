@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.registry import vjp
 
 LINEAR, NEAREST, CUBIC = ("bilinear", "linear"), ("nearest",), ("bicubic", "cubic")
 CUBIC_A = -0.75  # PyTorch's (and ONNX's) cubic convolution coefficient

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.registry import vjp
 
 REDUCTIONS = ("none", "add", "mul")
 

@@ -2,7 +2,7 @@
 gradient goes back to the positions selected (ScatterElements); indices carry none."""
 from __future__ import annotations
 
-from lam_trt.export.vjp import vjp
+from lam_trt.export.vjp.registry import vjp
 
 
 @vjp("TopK")

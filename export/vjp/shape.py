@@ -10,7 +10,7 @@ import onnx
 from lam_trt.export.accumulate import Placed
 from lam_trt.export.builder import INT64_MAX, SHAPE_READERS, GraphBuilder, Node
 from lam_trt.export.fields import Field, FieldContext, grow, merge, no_field
-from lam_trt.export.vjp import field_rule, vjp
+from lam_trt.export.vjp.registry import field_rule, vjp
 
 
 def slice_axis(b: GraphBuilder, x: str, axis: int, start: int, end: int, step: int = 1) -> str:

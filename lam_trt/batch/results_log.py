@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import lam_trt
+from lam_trt.version import __version__
 from lam_trt.batch.rows import COLUMNS, Row
 from lam_trt.errors import InputError
 
@@ -59,7 +59,7 @@ class ResultsLog:
         if not lines:
             return []
         if tuple(lines[0]) != COLUMNS:
-            raise InputError(f"{self.path} has other columns than lam-trt {lam_trt.__version__} writes; "
+            raise InputError(f"{self.path} has other columns than lam-trt {__version__} writes; "
                              "use another --out")
         rows = []
         for n, line in enumerate(lines[1:], start=2):
@@ -86,7 +86,7 @@ class ResultsLog:
         except json.JSONDecodeError:
             raise InputError(f"{self.path}, line {n}: not a JSON row; the file is damaged") from None
         if not isinstance(row, dict) or set(COLUMNS) - set(row):
-            raise InputError(f"{self.path}, line {n} has other columns than lam-trt {lam_trt.__version__} "
+            raise InputError(f"{self.path}, line {n} has other columns than lam-trt {__version__} "
                              "writes; use another --out")
         return row
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lam_trt
+from lam_trt.version import __version__
 from lam_trt.batch.gates import Gates, summarise
 from lam_trt.batch.inputs import expand_inputs
 from lam_trt.batch.results_log import ResultsLog
@@ -61,7 +61,7 @@ def plan_batch(model: str | os.PathLike, inputs: Sequence[str], out_dir: str | o
     images = expand_inputs(inputs)
     providers.resolve(provider)
     attributor = Attributor(model, provider=provider, cache_dir=cache_dir, threads=threads)
-    run_info = {"lam_trt_version": lam_trt.__version__,
+    run_info = {"lam_trt_version": __version__,
                 "model": {"path": str(model), "sha256": attributor.sha256},
                 "format": fmt, "parameters": params.to_dict(), "windows_file": params.windows.source or None}
     _check_earlier_run(Path(out_dir), log, run_info)

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 
 from lam_trt.errors import InputError
 from lam_trt.io import json_safe
@@ -80,9 +81,9 @@ def _choice(enum: type[Enum], what: str) -> dict[str, Any]:
 ModelArg = Annotated[Path, typer.Argument(help="ONNX super-resolution model (NCHW image in, image out).")]
 WindowXY = Annotated[Optional[tuple[int, int]], typer.Option(
     "--window", help="X Y: column and row of the window's top-left corner in SR-output pixels (default: centred).")]
-WindowsPerImage = Annotated[str, typer.Option(
-    "--windows", help="Windows of each image: center, grid:K (K x K evenly spaced) or a CSV file of "
-                      "x,y[,size] rows in SR pixels.")]
+WINDOWS_HELP = ("Windows of each image: center, grid:K (K x K evenly spaced) or a CSV file of x,y[,size] rows in SR "
+                "pixels; attribute runs them all in one run (one folder per window plus summary.csv and summary.json).")
+WindowsPerImage = Annotated[str, typer.Option("--windows", help=WINDOWS_HELP)]
 Size = Annotated[int, typer.Option("--size", help="Window size in SR-output pixels.")]
 Steps = Annotated[int, typer.Option("--steps", help="Path steps (the paper uses 100; the authors' notebook 50).")]
 Sigma = Annotated[float, typer.Option("--sigma", help="Blur of the baseline.")]
@@ -261,6 +262,14 @@ def stage(description: str, total: int | None = None) -> Iterator[Advance]:
                       markup=False, soft_wrap=True)
 
 
+def print_warnings(warnings: Iterable[Any]) -> None:
+    """Each of a result's warnings once, one line each, on stderr."""
+    from lam_trt.result import unique_warnings
+
+    for w in unique_warnings(warnings):
+        err_console.print(f"[yellow]warning:[/] {escape(f'{w.message} [{w.code}]')}", soft_wrap=True)
+
+
 def path_points(method: str, steps: int, rule: str = "right") -> int:
     """How many path images one attribution evaluates (the progress total); the kernels' paths
     have this length (tests/test_cli_ux.py checks it against lam_trt.kernels.make_path)."""
@@ -270,8 +279,6 @@ def path_points(method: str, steps: int, rule: str = "right") -> int:
 
 
 # ---- many windows of one image (issue 14: attribute --windows, dimap) --------------------------------
-WindowsOfImage = Annotated[Optional[str], typer.Option(
-    "--windows", help="Many windows of the image in one run: center, grid:K (K x K evenly spaced) or a CSV file "
-    "of x,y[,size] rows (as batch); one folder per window plus summary.csv and summary.json.")]
+WindowsOfImage = Annotated[Optional[str], typer.Option("--windows", help=WINDOWS_HELP)]
 Stride = Annotated[Optional[int], typer.Option(
     "--stride", help="SR pixels between the corners of neighbouring windows (default: the window size).")]

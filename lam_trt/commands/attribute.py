@@ -4,11 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from lam_trt.commands._common import (AttributionOptions, BatchSize, FigureOptions, JsonOut, ModelArg, OutDir,
                                      RandomOps, Seed, StraightThrough, WarnGap, WindowsOfImage, WindowXY,
-                                     check_batch_size, err_console, option_groups, out_console, print_json, stage)
+                                     check_batch_size, option_groups, out_console, print_json, print_warnings, stage)
 from lam_trt.errors import InputError
 from lam_trt.io import check_out_dir
 
@@ -61,14 +60,6 @@ def attribute_command(
         print_json(summary)
     else:
         print_summary(summary, out)
-
-
-def print_warnings(warnings) -> None:
-    """Each warning once, one line each, on stderr."""
-    from lam_trt.result import unique_warnings
-
-    for w in unique_warnings(warnings):
-        err_console.print(f"[yellow]warning:[/] {escape(f'{w.message} [{w.code}]')}", soft_wrap=True)
 
 
 def print_summary(summary: dict, out: Path) -> None:

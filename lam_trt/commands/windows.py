@@ -4,12 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lam_trt.commands._common import out_console, print_json
+from lam_trt.commands._common import out_console, print_json, print_warnings
 
 
 def report_windows(results: list[Any], out: Path, figure: str, dpi: int, source_image: str, json_out: bool) -> None:
     """Save every window's result under ``out`` with summary.csv/json; print the summary."""
-    from lam_trt.commands.attribute import print_warnings
     from lam_trt.many_windows import save_windows
     from lam_trt.provenance import command_line
 
