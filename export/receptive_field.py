@@ -105,12 +105,7 @@ def static_shapes(model: onnx.ModelProto, shape: Shape) -> dict[str, Shape]:
     # and `lam-trt attribute` (which plans receptive-field crops with this) must not load it.
     inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
     if not _all_static(inferred):
-        try:
-            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-            inferred = SymbolicShapeInference.infer_shapes(fixed, auto_merge=True)
-        except Exception:  # keep what ONNX inferred
-            pass
+        inferred = symbolic_shapes(fixed) or inferred
     shapes: dict[str, Shape] = {}
     for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         known = dims(value)
@@ -119,6 +114,23 @@ def static_shapes(model: onnx.ModelProto, shape: Shape) -> dict[str, Shape]:
     for init in model.graph.initializer:
         shapes[init.name] = tuple(init.dims)
     return shapes
+
+
+def symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """ONNX Runtime's symbolic shape inference, keeping what it inferred where it cannot finish.
+    Its ``infer_shapes`` would then write ``sym_shape_infer_temp.onnx`` (and a data file) into the
+    current folder, the user's, and raise: so its loop runs here, without the file."""
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        inference = SymbolicShapeInference(2**31 - 1, True, False, 0)  # int_max, auto_merge, guess rank, verbose
+        inference._preprocess(model)
+        while inference.run_:
+            inference._infer_impl()
+        inference._update_output_from_vi()
+        return inference.out_mp_
+    except Exception:  # noqa: BLE001 - an internal tool's failure: keep what ONNX inferred
+        return None
 
 
 def _all_static(model: onnx.ModelProto) -> bool:

@@ -154,3 +154,21 @@ def test_cli_errors(tmp_path: Path) -> None:
         from lam_trt.bench import parse_size
 
         parse_size("16by16")
+
+
+def test_shape_inference_leaves_no_file_in_the_working_folder(tmp_path: Path, monkeypatch) -> None:
+    """ONNX Runtime's symbolic shape inference, where it cannot finish (an op it does not know),
+    saves sym_shape_infer_temp.onnx into the current folder: lam-trt keeps what it inferred and
+    writes nothing into the user's folder."""
+    from onnx import TensorProto, helper
+
+    from lam_trt.export.receptive_field import static_shapes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Foo", ["x"], ["t"], domain="my.ops"),
+                               helper.make_node("Relu", ["t"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("my.ops", 1)])
+    monkeypatch.chdir(tmp_path)
+    assert static_shapes(model, (1, 3, 8, 8))["x"] == (1, 3, 8, 8)
+    assert list(tmp_path.iterdir()) == []
