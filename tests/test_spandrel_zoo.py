@@ -60,8 +60,8 @@ FAST = {(name, "torchscript") for name in (
 # Not yet compared with autograd on this machine: skipped, with the status bench/coverage.py will give
 # them; measure, then list them above. AuraSR: its dynamo export took 26 min on the loaded 2-core
 # machine (its graph, with the RandomNormalLike noise, then builds in 6 s); CodeFormer: a 512x512
-# input, its dynamo export did not finish within 10 min. Measured: DDColor and AdaCode (exact, both
-# one path image per run), SPAN (torch crashes: TORCH_CANNOT).
+# input, its dynamo export did not finish within 15 min. Measured: DDColor (exact, one path image
+# per run), AdaCode (exact, batched) and SPAN (torch crashes: TORCH_CANNOT).
 NOT_MEASURED = {("AuraSR", "dynamo"), ("CodeFormer", "dynamo")}
 
 
