@@ -57,9 +57,12 @@ FAST = {(name, "torchscript") for name in (
 )} | {("Compact", "dynamo")} | {k for k in TORCH_CANNOT if k[1] == "torchscript" and k[0] != "CodeFormer"}
 
 
-# Not yet measured on this machine (dynamo exports take minutes under load here): skipped, with the
-# status bench/coverage.py will give them; measure, then list them above.
-NOT_MEASURED = {("AuraSR", "dynamo"), ("AdaCode", "dynamo"), ("CodeFormer", "dynamo")}
+# Not yet compared with autograd on this machine: skipped, with the status bench/coverage.py will give
+# them; measure, then list them above. AuraSR: its dynamo export took 26 min on the loaded 2-core
+# machine (its graph, with the RandomNormalLike noise, then builds in 6 s); CodeFormer: a 512x512
+# input, its dynamo export did not finish within 15 min. Measured: DDColor (exact, one path image
+# per run), AdaCode (exact, batched) and SPAN (torch crashes: TORCH_CANNOT).
+NOT_MEASURED = {("AuraSR", "dynamo"), ("CodeFormer", "dynamo")}
 
 
 def pair_param(name: str, exporter: str):
