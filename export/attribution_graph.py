@@ -12,7 +12,6 @@ from onnx import helper
 from lam_trt.errors import InputError, ModelError
 from lam_trt.export.autodiff import active_tensors, backpropagate
 from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, batch_limit
-from lam_trt.export.vjp.elementwise import vjp_sqrt_zero_safe
 from lam_trt.export.builder import FLOAT, GraphBuilder, Node
 from lam_trt.export.reverse_batch import batched_tensors, tile_reads
 from lam_trt.export.detector import REDUCTIONS, append_detector
@@ -101,11 +100,11 @@ def reverse_pass(b: GraphBuilder, fwd: ForwardGraph, reduce: str, rules: dict) -
     """The detector of every window and path image, and its input gradient [K*N, C, h, w], on
     K x N items (window-major) reading K-fold tiled copies of the forward pass's activations."""
     first = len(b.nodes)
-    d, magnitude = append_detector(b, fwd.output_name, "windows", "path", reduce)
+    d, detector_rules = append_detector(b, fwd.output_name, "windows", "path", reduce)
     forward = [Node.from_proto(n) for n in b.nodes]
     active = active_tensors(forward, fwd.input_name, d, b.dtypes)
     ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
-    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: vjp_sqrt_zero_safe, **rules})
+    grads = backpropagate(b, forward, active, {d: ones}, {**detector_rules, **rules})
     if fwd.input_name not in grads:
         raise ModelError("the detector does not depend on the input (no gradient reaches it)")
     b.nodes.append(helper.make_node("Reshape", [d, per_window(b, [-1])], ["detector"], name="lam/detector"))
