@@ -86,11 +86,11 @@ def reverse_pass(b: GraphBuilder, fwd: ForwardGraph, reduce: str, rules: dict) -
     """The detector of every window and path image, and its input gradient [K*N, C, h, w], on
     K x N items (window-major) reading K-fold tiled copies of the forward pass's activations."""
     first = len(b.nodes)
-    d, magnitude = append_detector(b, fwd.output_name, "windows", "path", reduce)
+    d, detector_rules = append_detector(b, fwd.output_name, "windows", "path", reduce)
     forward = [Node.from_proto(n) for n in b.nodes]
     active = active_tensors(forward, fwd.input_name, d, b.dtypes)
     ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
-    grads = backpropagate(b, forward, active, {d: ones}, {magnitude: vjp_sqrt_zero_safe, **rules})
+    grads = backpropagate(b, forward, active, {d: ones}, {**detector_rules, **rules})
     if fwd.input_name not in grads:
         raise ModelError("the detector does not depend on the input (no gradient reaches it)")
     b.nodes.append(helper.make_node("Reshape", [d, per_window(b, [-1])], ["detector"], name="lam/detector"))

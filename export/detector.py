@@ -9,7 +9,9 @@ image n seen through window k), so every window seeds its own gradient in one ba
 item gathers its own window plus one row and column (the forward differences' neighbours) from
 the SR output, so the detector's work, forward and backward, is window-sized whatever the spread
 of the windows; a 0/1 mask drops what lies beyond a smaller window or the output's last row and
-column (which have no neighbour), as the single-window detector does.
+column (which have no neighbour), as the single-window detector does. Positions past the edge
+wrap around (modulo the size), so an item's indices never repeat and the gathers' adjoint is a
+plain scatter into zeros (no scatter-add, which TensorRT lacks); the mask zeroes what they read.
 """
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ from lam_trt.export.builder import FLOAT, INT64_MAX, GraphBuilder, Node
 REDUCTIONS = ("sum", "mean")
 
 
-def append_detector(b: GraphBuilder, sr: str, windows: str, path: str, reduce: str = "sum") -> tuple[str, str]:
+def append_detector(b: GraphBuilder, sr: str, windows: str, path: str, reduce: str = "sum") -> tuple[str, dict]:
     """Emit D for every (window, path image) item of ``sr`` [K*N, C, H, W] (the SR batch of ``path``
     repeated once per window of ``windows`` [K, 4] = (top, left, height, width)); return (D [K*N],
-    name of the zero-safe Sqrt)."""
+    the rules of its nodes by name: the zero-safe Sqrt and the gathers' scatter)."""
     n, c, _, _ = b.shape(sr)
     unknown = (n, c, -1, -1)  # window-sized: only known when the graph runs
 
@@ -30,7 +32,8 @@ def append_detector(b: GraphBuilder, sr: str, windows: str, path: str, reduce: s
         return name
 
     items = per_item_windows(b, windows, path)
-    patch = tensor(gather_windows(b, sr, items, windows))
+    strip, patch = gather_windows(b, sr, items, windows)
+    patch = tensor(patch)
     end = INT64_MAX
 
     def crop(rows: tuple[int, int], cols: tuple[int, int]) -> str:
@@ -43,7 +46,7 @@ def append_detector(b: GraphBuilder, sr: str, windows: str, path: str, reduce: s
     mask = window_masks(b, sr, items, windows, c if reduce == "mean" else 0)
     d = b.op("ReduceSum", tensor(b.op("Mul", magnitude, mask)), b.ints([1, 2, 3]), keepdims=0)
     b.shapes[d], b.dtypes[d] = (n,), FLOAT
-    return d, magnitude
+    return d, {magnitude: vjp_sqrt_zero_safe, strip: vjp_gather_distinct, patch: vjp_gather_distinct}
 
 
 def per_item_windows(b: GraphBuilder, windows: str, path: str) -> str:
@@ -65,12 +68,13 @@ def offsets(b: GraphBuilder, windows: str, k: int, extra: int) -> str:
     return b.op("Range", scalar(b, 0), b.op("Add", largest, scalar(b, extra)), scalar(b, 1))
 
 
-def gather_windows(b: GraphBuilder, sr: str, items: str, windows: str) -> str:
-    """[K*N, C, h+1, w+1]: each item's window of ``sr`` plus one row and column (h, w the largest
-    window's size; indices past the output's edge repeat its last row or column, masked later)."""
+def gather_windows(b: GraphBuilder, sr: str, items: str, windows: str) -> tuple[str, str]:
+    """(rows of ``sr`` [K*N, C, h+1, W], windows [K*N, C, h+1, w+1]): each item's window plus one
+    row and column (h, w the largest window's size; past the output's edge the indices wrap
+    around, distinct, and what they read is masked later)."""
     _, c, height, width = b.shape(sr)
-    rows = b.op("Min", b.op("Add", column(b, items, 0), offsets(b, windows, 2, 1)), b.ints([height - 1]))
-    cols = b.op("Min", b.op("Add", column(b, items, 1), offsets(b, windows, 3, 1)), b.ints([width - 1]))
+    rows = b.op("Mod", b.op("Add", column(b, items, 0), offsets(b, windows, 2, 1)), b.ints([height]))
+    cols = b.op("Mod", b.op("Add", column(b, items, 1), offsets(b, windows, 3, 1)), b.ints([width]))
     count = b.op("Slice", b.op("Shape", items), b.ints([0]), b.ints([1]))
     size = lambda t: b.op("Slice", b.op("Shape", t), b.ints([1]), b.ints([2]))  # noqa: E731
     row_index = b.op("Expand", b.op("Unsqueeze", rows, b.ints([1, 3])),
@@ -79,7 +83,13 @@ def gather_windows(b: GraphBuilder, sr: str, items: str, windows: str) -> str:
     b.shapes[strip], b.dtypes[strip] = (b.shape(sr)[0], c, -1, width), FLOAT
     col_index = b.op("Expand", b.op("Unsqueeze", cols, b.ints([1, 2])),
                      b.op("Concat", count, b.ints([c]), size(rows), size(cols), axis=0))
-    return b.op("GatherElements", strip, col_index, axis=3)
+    return strip, b.op("GatherElements", strip, col_index, axis=3)
+
+
+def vjp_gather_distinct(b: GraphBuilder, node: Node, grads: list, needs: list) -> list:
+    """Adjoint of a GatherElements whose indices never repeat along its axis: a plain scatter."""
+    axis = int(node.attrs.get("axis", 0))
+    return [b.op("ScatterElements", b.zeros_like(node.inputs[0]), node.inputs[1], grads[0], axis=axis), None]
 
 
 def window_masks(b: GraphBuilder, sr: str, items: str, windows: str, channels: int) -> str:
