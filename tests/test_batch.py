@@ -186,6 +186,26 @@ def test_bad_windows_from_a_file_are_rows(env, tmp_path):
     assert json.loads((out / "run.json").read_text())["parameters"]["windows"] == [list(w) for w in listed_windows]
 
 
+def test_all_windows_of_an_image_run_in_one_call(env, tmp_path, monkeypatch):
+    """One attribution call per image (one forward pass per path image for all its windows), and
+    each window's row is what a call for that window alone gives."""
+    calls = []
+    attribute = Attributor.attribute
+
+    def counted(self, image, *args, **kwargs):
+        calls.append(kwargs.get("windows"))
+        return attribute(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(Attributor, "attribute", counted)
+    out = tmp_path / "out"
+    run(env, out, inputs=[str(env.images / "b.png")], windows="grid:2")
+    rows = ResultsLog(out, "csv").read()
+    assert len(calls) == 1 and len(calls[0]) == 4 == len(rows)
+    alone = attribute(Attributor(env.model), rows[3]["image"], window=(rows[3]["window_x"], rows[3]["window_y"]),
+                      size=16, steps=STEPS)
+    assert rows[3]["diffusion_index"] == pytest.approx(alone.diffusion_index, rel=1e-5)
+
+
 def test_jsonl_rows_match_csv_rows(env, tmp_path):
     run(env, tmp_path / "csv")
     run(env, tmp_path / "jsonl", fmt="jsonl")

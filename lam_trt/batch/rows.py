@@ -13,6 +13,7 @@ import numpy as np
 
 from lam_trt.batch.windows import Window, WindowSpec
 from lam_trt.errors import InputError, LamTrtError, ProviderError, ResourceError
+from lam_trt.window import check_window
 
 METRIC_COLUMNS = ("diffusion_index", "gini", "completeness_gap", "completeness_gap_relative",
                   "detector_input", "detector_baseline", "scale")
@@ -93,9 +94,39 @@ def image_rows(attributor: Any, image: str, params: BatchParams, done: Collectio
         yield make_row(image, where, None, {}, e, time.perf_counter() - start, {**common, "provider": provider})
         return
     common["provider"] = runner.provider
+    pending = [w for w in windows if (*where, *w) not in done]
+    yield from window_rows(attributor, img, runner.output_shape, (image, where), pending, params, common)
+
+
+def window_rows(attributor: Any, img: np.ndarray, output_shape: tuple[int, ...],
+                source: tuple[str, tuple[str, str | None]], windows: Sequence[Window], params: BatchParams,
+                common: dict[str, Any]) -> Iterator[Row]:
+    """One row per window, all windows of the image attributed in one call (one forward pass per
+    path image); a window that does not fit the output is its own error row. Where the shared call
+    fails, each window runs alone, so one window's failure is that window's row only."""
+    (image, where), fit, rows = source, [], {}
     for window in windows:
-        if (*where, *window) not in done:
-            yield window_row(attributor, img, image, where, window, params, common)
+        try:
+            check_window(*window, output_shape)
+            fit.append(window)
+        except InputError as e:
+            rows[window] = make_row(image, where, window, {}, e, 0.0, common)
+    start = time.perf_counter()
+    try:
+        results = attributor.attribute(img, windows=fit, **attribute_kwargs(params)) if fit else []
+    except Exception:  # noqa: BLE001 - retried window by window below, each failure its own row
+        results = [None] * len(fit)
+    shared = (time.perf_counter() - start) / max(len(fit), 1)  # the call's time, shared by its windows
+    for window, result in zip(fit, results):
+        rows[window] = (window_row(attributor, img, image, where, window, params, common) if result is None
+                        else result_row(result, image, where, window, shared, common))
+    yield from (rows[w] for w in windows)
+
+
+def attribute_kwargs(params: BatchParams) -> dict[str, Any]:
+    """``Attributor.attribute``'s options that ``params`` set (the window and its size aside)."""
+    return {"steps": params.steps, "sigma": params.sigma, "kernel_size": params.kernel_size,
+            "method": params.method, "rule": params.rule, "crop": "auto" if params.crop else False}
 
 
 def image_identity(image: str) -> tuple[str, str | None]:
@@ -114,13 +145,16 @@ def window_row(attributor: Any, img: np.ndarray, image: str, where: tuple[str, s
     start = time.perf_counter()
     x, y, size = window
     try:
-        result = attributor.attribute(img, window=(x, y), size=size, steps=params.steps, sigma=params.sigma,
-                                      kernel_size=params.kernel_size, method=params.method, rule=params.rule,
-                                      crop="auto" if params.crop else False)
+        result = attributor.attribute(img, window=(x, y), size=size, **attribute_kwargs(params))
     except Exception as e:  # noqa: BLE001 - a bad window is a row, not the end of the batch
         return make_row(image, where, window, {}, e, time.perf_counter() - start, common)
+    return result_row(result, image, where, window, time.perf_counter() - start, common)
+
+
+def result_row(result: Any, image: str, where: tuple[str, str | None], window: Window, seconds: float,
+               common: dict[str, Any]) -> Row:
     values = {k: getattr(result, k) for k in METRIC_COLUMNS}
-    row = make_row(image, where, window, values, None, time.perf_counter() - start, common)
+    row = make_row(image, where, window, values, None, seconds, common)
     row["warnings"] = ";".join(dict.fromkeys(w.code for w in result.warnings)) or None
     row[MESSAGES] = {w.code: w.message for w in result.warnings}
     return row
