@@ -27,14 +27,10 @@ def batch_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int],
     """None if three path images run as one batch give what they give one at a time; else why not.
 
     A graph that does not run even at batch 1 is not judged here (the runner reports that)."""
-    if model.ByteSize() > PROBE_LIMIT:
+    session = probe_session(model)
+    if session is None:
         return None
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    path = rng.random((3, *input_shape), dtype=np.float32)
-    weights = rng.standard_normal((3, *input_shape)).astype(np.float32)
+    path, weights = probe_inputs(input_shape, 3, seed=0)
     _, height, width = output_shape
     windows = np.array([[0, 0, height - 1, width - 1]], np.int64)
     run = lambda lo, hi: session.run(["detector", "attribution", "contribution"], {
@@ -53,6 +49,22 @@ def batch_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int],
         if np.shape(have) != np.shape(want) or relative_l2(have, want) > TOLERANCE:
             return f"its {name} at batch 3 differs from one path image at a time"
     return None
+
+
+def probe_session(model: onnx.ModelProto) -> Optional[ort.InferenceSession]:
+    """A quiet CPU session of ``model`` for a probe; None where the graph is too large to load from bytes."""
+    if model.ByteSize() > PROBE_LIMIT:
+        return None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def probe_inputs(input_shape: tuple[int, int, int], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random path images and weights of ``input_shape``."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, *input_shape), dtype=np.float32),
+            rng.standard_normal((n, *input_shape)).astype(np.float32))
 
 
 def relative_l2(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -12,9 +12,8 @@ from typing import Optional
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
-from lam_trt.export.batch_probe import PROBE_LIMIT, TOLERANCE, ort_message, relative_l2
+from lam_trt.export.batch_probe import TOLERANCE, ort_message, probe_inputs, probe_session, relative_l2
 
 MAX_WINDOWS_KEY = "lam_trt.max_windows"              # "1" where the graph cannot run several windows
 WINDOWS_REASON_KEY = "lam_trt.windows_limit_reason"  # why, in one line
@@ -23,14 +22,10 @@ WINDOWS_REASON_KEY = "lam_trt.windows_limit_reason"  # why, in one line
 def windows_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],
                   batch: int) -> Optional[str]:
     """None if two windows over ``batch`` path images in one run give what each gives alone."""
-    if model.ByteSize() > PROBE_LIMIT:
+    session = probe_session(model)
+    if session is None:
         return None
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(1)
-    path = rng.random((batch, *input_shape), dtype=np.float32)
-    weights = rng.standard_normal((batch, *input_shape)).astype(np.float32)
+    path, weights = probe_inputs(input_shape, batch, seed=1)
     _, height, width = output_shape
     windows = np.array([[0, 0, height - 1, width - 1], [height // 2, 0, height - 1 - height // 2, width // 2]],
                        np.int64)
