@@ -159,6 +159,13 @@ class AttributionChecker:
         return run
 
 
+@pytest.fixture
+def shared_graph_cache(tmp_path_factory, monkeypatch):
+    """One graph cache for the whole session (modules ask for it with ``usefixtures``): every
+    attribution graph is built once however many tests use it."""
+    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
+
+
 @pytest.fixture(scope="session")
 def check_attribution() -> AttributionChecker:
     return AttributionChecker()

@@ -8,9 +8,17 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage import data as skdata
 from torch import nn
+
+
+def lr_image(h: int = 12, w: int = 12) -> np.ndarray:
+    """A textured crop of a real photograph, float32 [3, h, w] in [0, 1]."""
+    crop = skdata.astronaut()[180:180 + h, 200:200 + w]
+    return np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
 
 
 def seeded(module_cls: type[nn.Module], seed: int = 0, **kwargs) -> nn.Module:

@@ -20,9 +20,7 @@ from nets import NETS, export_onnx, seeded
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def graph_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
+pytestmark = pytest.mark.usefixtures("shared_graph_cache")  # one graph cache for the session
 
 
 @pytest.fixture(scope="module")

@@ -7,24 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import stats
-from skimage import data as skdata
 from typer.testing import CliRunner
 
 import lam_trt
 from lam_trt.cli import app
 from lam_trt.dimap import diffusion_map, grid_positions, lr_texture
 from lam_trt.errors import InputError
-from nets import NETS, export_onnx, seeded
+from nets import NETS, export_onnx, lr_image, seeded
 
 
-@pytest.fixture(autouse=True)
-def graph_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
-
-
-def lr_image(h: int = 10, w: int = 10) -> np.ndarray:
-    crop = skdata.astronaut()[180:180 + h, 200:200 + w]
-    return np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
+pytestmark = pytest.mark.usefixtures("shared_graph_cache")  # one graph cache for the session
 
 
 def test_grid_positions_cover_the_detector_map():
@@ -44,10 +36,10 @@ def test_texture_is_the_gradient_energy_of_the_lr_patch():
 def test_dimap_equals_one_window_at_a_time(tmp_path):
     source = export_onnx(seeded(NETS["ResidualCA"]), (3, 10, 10), tmp_path / "model.onnx")
     attributor = lam_trt.Attributor(source, provider="cpu")
-    result = diffusion_map(attributor, lr_image(), size=6, stride=7, steps=6, rule="trapezoid")
+    result = diffusion_map(attributor, lr_image(10, 10), size=6, stride=7, steps=6, rule="trapezoid")
     assert (result.xs, result.ys) == ([0, 7, 13], [0, 7, 13]) and len(result.rows) == 9
     for row in result.rows[::4]:
-        single = attributor.attribute(lr_image(), window=(row["x"], row["y"]), size=6, steps=6, rule="trapezoid")
+        single = attributor.attribute(lr_image(10, 10), window=(row["x"], row["y"]), size=6, steps=6, rule="trapezoid")
         assert row["diffusion_index"] == pytest.approx(single.diffusion_index, abs=1e-5)
         assert row["completeness_gap"] == pytest.approx(single.completeness_gap, rel=1e-4, abs=1e-6)
     di = np.array([r["diffusion_index"] for r in result.rows])
@@ -60,7 +52,7 @@ def test_dimap_equals_one_window_at_a_time(tmp_path):
 def test_cli_dimap_writes_the_map_and_the_table(tmp_path):
     source = export_onnx(seeded(NETS["TinyRRDB"]), (3, 10, 10), tmp_path / "model.onnx")
     image = tmp_path / "lr.png"
-    Image.fromarray((lr_image().transpose(1, 2, 0) * 255).astype(np.uint8)).save(image)
+    Image.fromarray((lr_image(10, 10).transpose(1, 2, 0) * 255).astype(np.uint8)).save(image)
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["dimap", str(source), str(image), "--size", "6", "--stride", "7", "--steps", "4",
                                    "--out", str(out), "--json"])
@@ -77,7 +69,7 @@ def test_cli_dimap_writes_the_map_and_the_table(tmp_path):
 def test_cli_dimap_bad_input_exits_2_and_writes_nothing(args, message, tmp_path):
     source = export_onnx(seeded(NETS["TinyRRDB"]), (3, 10, 10), tmp_path / "model.onnx")
     image = tmp_path / "lr.png"
-    Image.fromarray((lr_image().transpose(1, 2, 0) * 255).astype(np.uint8)).save(image)
+    Image.fromarray((lr_image(10, 10).transpose(1, 2, 0) * 255).astype(np.uint8)).save(image)
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["dimap", str(source), str(image), "--steps", "2", "--out", str(out), *args])
     assert res.exit_code == 2 and message in res.stderr and not out.exists()

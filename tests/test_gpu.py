@@ -13,7 +13,7 @@ import lam_trt
 from lam_trt.kernels import cuda_available
 from nets import NETS, export_onnx, seeded
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("shared_graph_cache")]
 CUDA_OK, CUDA_WHY = cuda_available()
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
 HAS_TRT_EP = "TensorrtExecutionProvider" in ort.get_available_providers()
@@ -28,11 +28,6 @@ def rel_l2(a, b) -> float:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return export_onnx(seeded(NETS["ResidualCA"], scale=4), (3, 16, 16), tmp_path_factory.mktemp("gpu") / "m.onnx")
-
-
-@pytest.fixture(autouse=True)
-def graph_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
 
 
 def image() -> np.ndarray:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from skimage import data as skdata
 
 import lam_trt
-from nets import NETS, export_onnx, seeded
+from nets import NETS, export_onnx, lr_image, seeded
 from reference_lam import detector, lam_details
 
 SIZE = 8  # window size (SR pixels); small images keep the suite fast
@@ -18,15 +17,7 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-@pytest.fixture(autouse=True)
-def graph_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
-
-
-def lr_image(h: int = 12, w: int = 12) -> np.ndarray:
-    """A textured crop of a real photograph, float32 [3, h, w] in [0, 1]."""
-    crop = skdata.astronaut()[180:180 + h, 200:200 + w]
-    return np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
+pytestmark = pytest.mark.usefixtures("shared_graph_cache")  # one graph cache for the session
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 from PIL import Image
-from skimage import data as skdata
 from typer.testing import CliRunner
 
 import lam_trt
@@ -23,9 +22,10 @@ from lam_trt.cli import app
 from lam_trt.errors import InputError
 from lam_trt.export import build_attribution_graph
 from lam_trt.export.window_probe import windows_limit
-from nets import NETS, ResidualCA, export_onnx, seeded
+from nets import NETS, ResidualCA, export_onnx, lr_image, seeded
 from test_batch_rewrite import PATTERNS, SHAPE, MixesTheBatch
 
+pytestmark = pytest.mark.usefixtures("shared_graph_cache")  # one graph cache for the session
 N = 3  # path images per run
 
 
@@ -143,17 +143,6 @@ def test_probe_finds_a_graph_that_mixes_windows(tmp_path):
 
 
 # ---- the Python API: attribute(image, windows=[...]) -------------------------------------------------
-def lr_image(h: int, w: int) -> np.ndarray:
-    """A textured crop of a real photograph, float32 [3, h, w] in [0, 1]."""
-    crop = skdata.astronaut()[180:180 + h, 200:200 + w]
-    return np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32) / 255.0
-
-
-@pytest.fixture(autouse=True)
-def graph_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LAM_TRT_CACHE", str(tmp_path_factory.getbasetemp() / "graph-cache"))
-
-
 def assert_same_results(many, single) -> None:
     assert many.window == single.window
     assert harness_rel_l2(many.attribution, single.attribution) < 1e-5
