@@ -9,7 +9,7 @@ from onnx import helper
 
 from lam_trt.errors import InputError, ModelError
 from lam_trt.export.autodiff import active_tensors, backpropagate
-from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, batch_limit
+from lam_trt.export.batch_probe import BATCH_REASON_KEY, MAX_BATCH_KEY, batch_limit, probe_session
 from lam_trt.export.builder import FLOAT, GraphBuilder, Node
 from lam_trt.export.reverse_batch import batched_tensors, tile_reads
 from lam_trt.export.detector import REDUCTIONS, append_detector, vjp_sqrt_zero_safe
@@ -73,8 +73,11 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
 def mark_limits(model: onnx.ModelProto, input_shape: tuple[int, int, int], output_shape: tuple[int, ...]) -> None:
     """Probe several path images, then several windows, in one run against one at a time; record
     in the metadata what the graph cannot run together, and why."""
-    batch = batch_limit(model, input_shape, output_shape)
-    windows = windows_limit(model, input_shape, output_shape, 1 if batch else 2)
+    session = probe_session(model)  # one session for both probes
+    if session is None:  # too large to load from bytes: not probed
+        return
+    batch = batch_limit(session, input_shape, output_shape)
+    windows = windows_limit(session, input_shape, output_shape, 1 if batch else 2)
     for key, reason_key, reason in ((MAX_BATCH_KEY, BATCH_REASON_KEY, batch),
                                     (MAX_WINDOWS_KEY, WINDOWS_REASON_KEY, windows)):
         if reason:

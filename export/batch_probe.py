@@ -22,14 +22,11 @@ TOLERANCE = 1e-4  # relative L2; batched kernels only reorder float sums (~1e-7)
 PROBE_LIMIT = (1 << 31) - (1 << 24)  # sessions from bytes stop at protobuf's 2 GB
 
 
-def batch_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int],
+def batch_limit(session: ort.InferenceSession, input_shape: tuple[int, int, int],
                 output_shape: tuple[int, int, int]) -> Optional[str]:
     """None if three path images run as one batch give what they give one at a time; else why not.
 
     A graph that does not run even at batch 1 is not judged here (the runner reports that)."""
-    session = probe_session(model)
-    if session is None:
-        return None
     path, weights = probe_inputs(input_shape, 3, seed=0)
     _, height, width = output_shape
     windows = np.array([[0, 0, height - 1, width - 1]], np.int64)

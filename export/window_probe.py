@@ -11,20 +11,17 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import onnx
+import onnxruntime as ort
 
-from lam_trt.export.batch_probe import TOLERANCE, ort_message, probe_inputs, probe_session, relative_l2
+from lam_trt.export.batch_probe import TOLERANCE, ort_message, probe_inputs, relative_l2
 
 MAX_WINDOWS_KEY = "lam_trt.max_windows"              # "1" where the graph cannot run several windows
 WINDOWS_REASON_KEY = "lam_trt.windows_limit_reason"  # why, in one line
 
 
-def windows_limit(model: onnx.ModelProto, input_shape: tuple[int, int, int], output_shape: tuple[int, int, int],
-                  batch: int) -> Optional[str]:
+def windows_limit(session: ort.InferenceSession, input_shape: tuple[int, int, int],
+                  output_shape: tuple[int, int, int], batch: int) -> Optional[str]:
     """None if two windows over ``batch`` path images in one run give what each gives alone."""
-    session = probe_session(model)
-    if session is None:
-        return None
     path, weights = probe_inputs(input_shape, batch, seed=1)
     _, height, width = output_shape
     windows = np.array([[0, 0, height - 1, width - 1], [height // 2, 0, height - 1 - height // 2, width // 2]],

@@ -21,6 +21,7 @@ import lam_trt
 from lam_trt.cli import app
 from lam_trt.errors import InputError
 from lam_trt.export import build_attribution_graph
+from lam_trt.export.batch_probe import probe_session
 from lam_trt.export.window_probe import windows_limit
 from nets import NETS, ResidualCA, export_onnx, lr_image, seeded
 from test_batch_rewrite import PATTERNS, SHAPE, MixesTheBatch
@@ -137,8 +138,8 @@ def test_probe_finds_a_graph_that_mixes_windows(tmp_path):
     torch.manual_seed(0)
     source = export_onnx(seeded(NETS["ResidualCA"]), SHAPE, tmp_path / "rcan.onnx")
     graph = build_attribution_graph(str(source), SHAPE, check_batch=False)
-    assert windows_limit(graph, SHAPE, (3, 16, 16), 2) is None
-    reason = windows_limit(with_windows_reversed(graph), SHAPE, (3, 16, 16), 2)
+    assert windows_limit(probe_session(graph), SHAPE, (3, 16, 16), 2) is None
+    reason = windows_limit(probe_session(with_windows_reversed(graph)), SHAPE, (3, 16, 16), 2)
     assert reason and "attribution for two windows at once differs" in reason
 
 
