@@ -172,7 +172,8 @@ def torch_and_onnx(name: str, size: tuple[int, int], workdir: Path):
         model.load_state_dict(state)
         return model.eval().cuda(), Path(path)
     model = C.build_model(name)
-    return model.cuda(), C.export_model(name, model, workdir, size)
+    path = C.export_model(name, model, workdir, size)  # on the CPU, before the model moves
+    return model.cuda(), path
 
 
 def network_row(name: str, lr: int, steps: int, repeats: int, workdir: Path, peak_flops: float) -> Report:
@@ -326,10 +327,11 @@ def main() -> int:
                 report["networks"].append(row)
                 save(report, args.out, start)
                 print(markdown(report).splitlines()[-1], flush=True)
-    from lam_trt.providers import available
+    from lam_trt.providers import available, tensorrt_unusable
 
     if "tensorrt" not in available():
-        report.setdefault("errors", []).append("tensorrt: ONNX Runtime does not list TensorrtExecutionProvider")
+        why = tensorrt_unusable() or "ONNX Runtime does not list TensorrtExecutionProvider"
+        report.setdefault("errors", []).append(f"tensorrt: not available ({why})")
     # Last, because building TensorRT engines can take minutes (its rows join the providers table).
     guarded(report, "tensorrt", lambda: provider_check(args.steps, args.repeats, ("tensorrt",)))
     report.get("providers", {}).get("rows", []).extend(r for r in report.pop("tensorrt", {}).get("rows", [])

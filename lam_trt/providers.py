@@ -1,6 +1,8 @@
 """Execution providers: what this onnxruntime offers, and the one a user asked for."""
 from __future__ import annotations
 
+import ctypes
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,33 @@ AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 
 
 def available() -> list[str]:
-    """lam-trt names of the providers this onnxruntime build has."""
+    """lam-trt names of the providers this onnxruntime build has and can load."""
     import onnxruntime as ort  # here, not at the top: the CLI reads ORT_NAMES at every start
 
     have = set(ort.get_available_providers())
-    return [name for name in AUTO_ORDER if ORT_NAMES[name] in have]
+    return [name for name in AUTO_ORDER if ORT_NAMES[name] in have and not (name == "tensorrt" and tensorrt_unusable())]
+
+
+@functools.cache
+def tensorrt_unusable() -> str | None:
+    """Why ONNX Runtime lists TensorRT but cannot load it (None when it can).
+
+    The onnxruntime-gpu wheel always lists TensorRT; where TensorRT's own libraries are missing,
+    session creation falls back to CUDA with ONNX Runtime's default options, which drops lam-trt's
+    (the shared CUDA stream, TF32 off). So the provider library is loaded here first, as ONNX Runtime
+    would load it, and TensorRT counts as available only if that works."""
+    import onnxruntime as ort
+
+    capi = Path(ort.__file__).parent / "capi"
+    library = next((p for p in (capi / "libonnxruntime_providers_tensorrt.so",
+                                capi / "onnxruntime_providers_tensorrt.dll") if p.exists()), None)
+    if library is None:
+        return None  # a build with TensorRT linked in: nothing to check
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def resolve(name: str) -> str:
@@ -29,6 +53,8 @@ def resolve(name: str) -> str:
     if name not in available():
         hint = " (install the GPU extra: pip uninstall onnxruntime && pip install 'lam-trt[gpu]')" \
             if name != "cpu" else ""
+        if name == "tensorrt" and tensorrt_unusable():
+            hint = f": its TensorRT libraries cannot be loaded ({tensorrt_unusable()}); use --provider cuda"
         raise ProviderError(f"provider {name!r} is not available in this onnxruntime "
                             f"(has: {', '.join(available())}){hint}")
     return name

@@ -11,12 +11,13 @@ import pytest
 
 import lam_trt
 from lam_trt.kernels import cuda_available
+from lam_trt.providers import available
 from nets import NETS, export_onnx, seeded
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("shared_graph_cache")]
 CUDA_OK, CUDA_WHY = cuda_available()
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
-HAS_TRT_EP = "TensorrtExecutionProvider" in ort.get_available_providers()
+HAS_TRT_EP = "tensorrt" in available()  # listed and loadable
 needs_gpu = pytest.mark.skipif(not (CUDA_OK and HAS_CUDA_EP),
                                reason=CUDA_WHY if not CUDA_OK else "onnxruntime has no CUDAExecutionProvider")
 

@@ -33,7 +33,9 @@ def measure_axis_matrix(opset: int, rank: int, axis: int, n_in: int, make_node: 
     graph = helper.make_graph(
         [node], "probe", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, probe_shape)],
         [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    opsets = [helper.make_opsetid("", opset)]
+    # The oldest IR version the opset allows: onnx's newest may be beyond the ONNX Runtime installed.
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     out = sess.run(None, {"x": probe})[0]
     index = [slice(0, n_in)] + [0] * (rank - 1)
