@@ -47,6 +47,17 @@ def test_cuda_provider_matches_cpu(model, rule):
 
 
 @needs_gpu
+def test_cuda_provider_with_a_ragged_path_matches_cpu(model):
+    # 20 path images in runs of 7: the device runner pads the last run to 7 (device.uniform_chunks)
+    cpu = lam_trt.Attributor(model, provider="cpu").attribute(image(), window=(20, 24), steps=20)
+    gpu = lam_trt.Attributor(model, provider="cuda", internal_batch_size=7).attribute(image(), window=(20, 24), steps=20)
+    assert gpu.meta["runtime"]["chunks"] == 3
+    assert gpu.detector_path.shape == cpu.detector_path.shape
+    assert rel_l2(gpu.attribution, cpu.attribution) < 1e-4
+    assert np.allclose(gpu.detector_path, cpu.detector_path, rtol=1e-4)
+
+
+@needs_gpu
 def test_cuda_provider_other_methods_upload_the_host_path(model):
     cpu = lam_trt.Attributor(model, provider="cpu").attribute(image(), window=(20, 24), steps=8, method="ig")
     gpu = lam_trt.Attributor(model, provider="cuda").attribute(image(), window=(20, 24), steps=8, method="ig")
