@@ -3,14 +3,15 @@
     source .device/on-gpu.sh install      # onnxruntime-gpu (see shared/gpu-test/README.md)
     python bench/gpu_check.py --out DIR [--steps 100] [--repeats 3] [--nets demo,edsr,rrdbnet,swinir]
 
-Four parts, each saved to DIR/gpu.json and DIR/gpu.md as soon as it is done (a run cut short keeps
+Five parts, each saved to DIR/gpu.json and DIR/gpu.md as soon as it is done (a run cut short keeps
 what it measured), TF32 off in PyTorch and ONNX Runtime throughout:
   1. environment: card, driver, versions, the providers ONNX Runtime lists;
   2. kernel: the CuPy path kernel against the NumPy path (max abs), both rules, 64x64 and 256x256;
   3. providers: the demo map on CUDA (and TensorRT fp32/fp16 where listed) against the CPU provider
      (relative L2), at the paper's setting (64x64 LR, x4, 100 steps); TensorRT runs last, because
      building its engines can take minutes;
-  4. networks, per net and LR size (64x64 and 256x256), on the same card in the same run:
+  4. ragged chunks: one CUDA session of the EDSR graph at alternating and at equal batches;
+  5. networks, per net and LR size (64x64 and 256x256), on the same card in the same run:
      (a) the authors' algorithm and (b) batched PyTorch autograd (bench/reference_lam.py) on CUDA,
      (c) lam-trt on the CUDA provider with crop off (the same work as (a) and (b)), and lam-trt as
      users run it (crop auto); seconds per attribution, path images per second, where (c)'s time
@@ -23,6 +24,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -222,6 +224,40 @@ def network_row(name: str, lr: int, steps: int, repeats: int, workdir: Path, pea
     }
 
 
+def ragged_check(name: str, lr: int, batches: tuple[int, int], workdir: Path, repeats: int = 3) -> Report:
+    """One CUDA session of ``name``'s attribution graph, fed from the host: ms per pass over the path
+    in runs of alternating batches (``batches``, as a ragged last chunk gives) and of one batch (their
+    mean), to isolate what a batch change costs ONNX Runtime."""
+    import onnxruntime as ort
+
+    from lam_trt.export import build_attribution_graph
+    from lam_trt.kernels import make_path
+    from lam_trt.providers import session_options, session_providers
+
+    size = (lr, lr)
+    _, onnx_path = torch_and_onnx(name, size, workdir)
+    graph = build_attribution_graph(str(onnx_path), (3, *size))
+    session = ort.InferenceSession(graph.SerializeToString(), session_options(),
+                                   providers=session_providers("cuda"))
+    path = make_path("lam", C.bench_image(size), steps=sum(batches), sigma=C.SIGMA, kernel_size=C.KERNEL_SIZE)
+    x, y = C.centre(size)
+    windows = np.asarray([[y, x, C.WINDOW_SIZE, C.WINDOW_SIZE]], np.int64)
+
+    def one_pass(chunks: tuple[int, ...]) -> None:
+        lo = 0
+        for n in chunks:
+            session.run(["attribution"], {"path": path.points[lo:lo + n], "weights": path.weights[lo:lo + n],
+                                          "windows": windows})
+            lo += n
+
+    even = (sum(batches) // 2,) * 2
+    ms = {}
+    for label, chunks in (("alternating", batches), ("equal", even)):
+        seconds, _ = median_time(lambda: one_pass(chunks), repeats, lambda: None)
+        ms[label] = 1e3 * seconds
+    return {"net": name, "lr_size": lr, "alternating": list(batches), "equal": list(even), "ms": ms}
+
+
 # ---------------------------------------------------------------------------------------------
 # Report.
 
@@ -270,6 +306,11 @@ def markdown(report: Report) -> str:
                 f"{s['c_auto']:.3f} | {100 * sh['path_kernel']:.1f}% / {100 * sh['onnx_runtime']:.0f}% / "
                 f"{100 * sh['host']:.0f}% | {100 * fp['c']:.1f}%, {100 * fp['b']:.1f}% | "
                 f"{r['equal_work_rel_l2']['a']:.0e}, {r['equal_work_rel_l2']['b']:.0e} |")
+    if "ragged" in report:
+        r = report["ragged"]
+        lines += ["", f"Ragged chunks ({r['net']} {r['lr_size']}x{r['lr_size']}, one CUDA session, host feeds): "
+                  f"runs of {r['alternating']} {r['ms']['alternating']:.0f} ms per pass, of {r['equal']} "
+                  f"{r['ms']['equal']:.0f} ms."]
     for err in report.get("errors", []):
         lines.append(f"\n- {err}")
     return "\n".join(lines)
@@ -291,6 +332,38 @@ def guarded(report: Report, key: str, fn: Callable[[], Any]) -> None:
         print(traceback.format_exc(), file=sys.stderr, flush=True)
 
 
+def network_rows(report: Report, args: argparse.Namespace, workdir: Path, start: float) -> None:
+    """Part 4, one row per net and size, saved as each is done; none starts after the budget."""
+    peak = report.get("environment", {}).get("fp32_peak_tflops", 0) * 1e12
+    report["networks"] = []
+    for lr in map(int, args.sizes.split(",")):
+        for name in args.nets.split(","):
+            if time.perf_counter() - start > args.budget:
+                report.setdefault("errors", []).append(f"{name} {lr}: not run (over the {args.budget:.0f} s budget)")
+                continue
+            try:
+                row = network_row(name, lr, args.steps, args.repeats, workdir, peak)
+            except Exception as exc:
+                print(traceback.format_exc(), file=sys.stderr, flush=True)
+                row = {"net": name, "lr_size": lr, "error": one_line(exc)}
+            report["networks"].append(row)
+            save(report, args.out, start)
+            print(markdown(report).splitlines()[-1], flush=True)
+
+
+def tensorrt_rows(report: Report, args: argparse.Namespace) -> None:
+    """TensorRT last, because building its engines can take minutes; its rows join the providers table."""
+    from lam_trt.providers import available, tensorrt_unusable
+
+    if "tensorrt" not in available():
+        why = tensorrt_unusable() or "ONNX Runtime does not list TensorrtExecutionProvider"
+        report.setdefault("errors", []).append(f"tensorrt: not available ({why})")
+        return
+    guarded(report, "tensorrt", lambda: provider_check(args.steps, args.repeats, ("tensorrt",)))
+    report.get("providers", {}).get("rows", []).extend(r for r in report.pop("tensorrt", {}).get("rows", [])
+                                                       if r["provider"] != "cpu")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu.json and gpu.md")
@@ -300,42 +373,20 @@ def main() -> int:
     parser.add_argument("--sizes", default="64,256", help="LR sizes (square) of the network table")
     parser.add_argument("--budget", type=float, default=300, help="seconds after which no new network row starts")
     args = parser.parse_args()
-    import tempfile
-
     start = time.perf_counter()
     report: Report = {"date": C.now(), "argv": sys.argv[1:]}
     guarded(report, "environment", environment)
     print(json.dumps(report.get("environment"), default=str), flush=True)
-    for key, fn in (("kernel", lambda: kernel_check(args.steps)),
-                    ("providers", lambda: provider_check(args.steps, args.repeats, ("cuda",)))):
-        guarded(report, key, fn)
-        save(report, args.out, start)
-        print(markdown({**report, "networks": []}).split("\n\n")[-1], flush=True)
-    peak = report.get("environment", {}).get("fp32_peak_tflops", 0) * 1e12
-    report["networks"] = []
     with tempfile.TemporaryDirectory(prefix="lam-trt-gpu-") as tmp:
-        for lr in map(int, args.sizes.split(",")):
-            for name in args.nets.split(","):
-                if time.perf_counter() - start > args.budget:
-                    report.setdefault("errors", []).append(f"{name} {lr}: not run (over the {args.budget:.0f} s budget)")
-                    continue
-                try:
-                    row = network_row(name, lr, args.steps, args.repeats, Path(tmp), peak)
-                except Exception as exc:
-                    print(traceback.format_exc(), file=sys.stderr, flush=True)
-                    row = {"net": name, "lr_size": lr, "error": one_line(exc)}
-                report["networks"].append(row)
-                save(report, args.out, start)
-                print(markdown(report).splitlines()[-1], flush=True)
-    from lam_trt.providers import available, tensorrt_unusable
-
-    if "tensorrt" not in available():
-        why = tensorrt_unusable() or "ONNX Runtime does not list TensorrtExecutionProvider"
-        report.setdefault("errors", []).append(f"tensorrt: not available ({why})")
-    # Last, because building TensorRT engines can take minutes (its rows join the providers table).
-    guarded(report, "tensorrt", lambda: provider_check(args.steps, args.repeats, ("tensorrt",)))
-    report.get("providers", {}).get("rows", []).extend(r for r in report.pop("tensorrt", {}).get("rows", [])
-                                                       if r["provider"] != "cpu")
+        workdir = Path(tmp)
+        for key, fn in (("kernel", lambda: kernel_check(args.steps)),
+                        ("ragged", lambda: ragged_check("edsr", 64, (66, 34), workdir)),
+                        ("providers", lambda: provider_check(args.steps, args.repeats, ("cuda",)))):
+            guarded(report, key, fn)
+            save(report, args.out, start)
+            print(markdown({**report, "networks": []}).split("\n\n")[-1], flush=True)
+        network_rows(report, args, workdir, start)
+    tensorrt_rows(report, args)
     save(report, args.out, start)
     print(markdown(report))
     return 0

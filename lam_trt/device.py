@@ -25,9 +25,9 @@ def device_usable(provider: str) -> bool:
 def uniform_chunks(points: Any, weights: Any, size: int, xp: Any = np) -> tuple[Any, Any, int]:
     """The path padded so that every run has the same batch: (points, weights, images per run).
 
-    Measured on an H100 (bench/RESULTS.md, "GPU"): a run whose batch differs from the one before
-    costs ONNX Runtime's CUDA provider hundreds of milliseconds, so a ragged last chunk made whole
-    attributions up to 10x slower. The chunks are as even as the count allows, and the last one is
+    On an H100 (bench/RESULTS.md, "GPU") every attribution whose last chunk was ragged ran up to 10x
+    slower than its graph at one batch: ONNX Runtime's CUDA provider pays heavily when the batch
+    changes between runs. The chunks are as even as the count allows, and the last one is
     filled with copies of the last point under zero weight: they add exactly 0 to the map, and
     their detector and contribution values are dropped. ``xp``: numpy or cupy, as the arrays are."""
     n = len(points)
