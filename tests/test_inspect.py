@@ -126,9 +126,12 @@ def test_ops_without_a_gradient_rule_are_named(tmp_path: Path) -> None:
     op = next((o for o in ("Shrink", "ThresholdedRelu") if o not in supported_op_types()), None)
     if op is None:
         pytest.skip("every candidate op has a gradient rule")  # elementwise: the field stays 3
-    report = inspect_model(_hand_model(op, tmp_path))
+    path = _hand_model(op, tmp_path)
+    report = inspect_model(path)
     assert report["unsupported_ops"] == [op]  # Shape is not on the gradient path
     assert report["receptive_field"] == 3
+    result = runner.invoke(app, ["inspect", str(path)])  # the report, then exit 1: a script can gate on it
+    assert result.exit_code == 1 and "no gradient rule" in result.output and f"cannot be attributed: no gradient rule for {op}" in result.output
 
 
 def test_cli_json_and_table(tmp_path: Path) -> None:

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
 from rich.table import Table
 
-from lam_trt.commands._common import JsonOut, LrSize, ModelArg, out_console, print_json
+from lam_trt.commands._common import JsonOut, LrSize, ModelArg, err_console, out_console, print_json
 
 
 def inspect_command(model: ModelArg, lr_size: LrSize = None, json_output: JsonOut = False) -> None:
     """Describe an ONNX SR model: its interface, scale, size, cost, ops and receptive field.
 
     Inputs, outputs, scale, parameters, ops, ops without a gradient rule, GFLOPs per LR pixel and the
-    theoretical receptive field."""
+    theoretical receptive field. Exit code 1 when an op has no gradient rule (the model cannot be
+    attributed), so a script can gate on it."""
     from lam_trt.bench import parse_size
     from lam_trt.export import inspect_model
 
@@ -21,6 +23,10 @@ def inspect_command(model: ModelArg, lr_size: LrSize = None, json_output: JsonOu
         print_json(report)
     else:
         _print(model, report)
+    if report["unsupported_ops"]:
+        err_console.print(f"lam-trt: this model cannot be attributed: no gradient rule for "
+                          f"{', '.join(report['unsupported_ops'])}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _shape(dims: list) -> str:
