@@ -65,6 +65,7 @@ class Attributor:
         self._forward: Optional[ort.InferenceSession] = None
         self._stream: Any = None
         self._scale: Optional[int] = None
+        self._output_shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
 
     def attribute(self, image: ImageSource, window: Optional[tuple[int, int]] = None, size: int = 16,
                   steps: int = 100, sigma: float = 1.2, kernel_size: int = 9, method: str = "lam",
@@ -241,20 +242,28 @@ class Attributor:
         source["pixels_sha256"] = pixels_sha256(lr)
         return lr, hr_pixels[:, :h, :w].copy()
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C, H, W) of the SR output for an LR image of shape (C, h, w): one forward pass of a blank
+        image, kept per shape, so windows can be laid out before any attribution."""
+        key = tuple(int(d) for d in input_shape)
+        if key not in self._output_shapes:
+            self._output_shapes[key] = tuple(self.forward(np.zeros((1, *key), np.float32)).shape[1:])
+        return self._output_shapes[key]
+
     def model_scale(self) -> int:
-        """The model's integer scale, from one forward pass of a blank probe image (static size
-        if the model has one, else 32 x 32)."""
+        """The model's integer scale, from the output of a blank probe image (static size if the
+        model has one, else 32 x 32)."""
         if self._scale is None:
             h, w = (self.source.fixed_hw[0] or 32), (self.source.fixed_hw[1] or 32)
             try:
-                out = self.forward(np.zeros((1, self.channels, h, w), np.float32)).shape
+                out = self.output_shape((self.channels, h, w))
             except InputError:
                 raise InputError("cannot tell the model's scale (it does not run on a blank "
                                  f"{h}x{w} probe); give it with --scale S") from None
-            if out[2] * w != out[3] * h or out[2] % h or out[2] < h:
-                raise InputError(f"the model's output ({out[3]}x{out[2]} for {w}x{h}) is not an integer "
+            if out[1] * w != out[2] * h or out[1] % h or out[1] < h:
+                raise InputError(f"the model's output ({out[2]}x{out[1]} for {w}x{h}) is not an integer "
                                  "upscaling of its input, so it has no scale for --hr")
-            self._scale = out[2] // h
+            self._scale = out[1] // h
         return self._scale
 
 

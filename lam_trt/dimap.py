@@ -79,7 +79,7 @@ def diffusion_map(attributor: Any, image: Any, size: int = 16, stride: Optional[
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
         raise InputError(f"--stride must be an integer >= 1, got {stride!r}")
     img = attributor.load(image, attribute.get("hr", False), attribute.get("scale"))
-    _, height, width = attributor.forward(img[None]).shape[1:]
+    _, height, width = attributor.output_shape(img.shape)
     xs, ys = grid_positions(width, size, stride), grid_positions(height, size, stride)
     results = attributor.attribute(image, windows=[(x, y) for y in ys for x in xs], size=size, **attribute)
     first = results[0]

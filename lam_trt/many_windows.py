@@ -23,11 +23,11 @@ ROW_FIELDS = ("x", "y", "size", "diffusion_index", "gini", "completeness_gap", "
 
 def spec_windows(attributor: Any, image: Any, spec: str, size: int, hr: bool = False,
                  scale: Optional[int] = None) -> list[tuple[int, int, int]]:
-    """(x, y, size) of every window ``spec`` names on ``image``'s SR output (one forward pass to
-    learn its shape; the windows are checked when they are attributed)."""
+    """(x, y, size) of every window ``spec`` names on ``image``'s SR output (the windows are checked
+    when they are attributed)."""
     windows = WindowSpec.parse(spec)
     img = attributor.load(image, hr, scale)
-    return windows.windows(attributor.forward(img[None]).shape[1:], size)
+    return windows.windows(attributor.output_shape(img.shape), size)
 
 
 def window_row(result: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from lam_trt.errors import InputError
 from lam_trt.export import build_attribution_graph
 from lam_trt.export.batch_probe import probe_session
 from lam_trt.export.window_probe import windows_limit
+from lam_trt.many_windows import spec_windows
 from nets import NETS, ResidualCA, export_onnx, lr_image, seeded
 from test_batch_rewrite import PATTERNS, SHAPE, MixesTheBatch
 
@@ -206,6 +207,22 @@ def test_bad_windows_are_named(tmp_path):
         attributor.attribute(img, window=(0, 0), windows=[(1, 1)], size=6, steps=2)
     one = attributor.attribute(img, window=(3, 4), size=6, steps=2)
     assert not isinstance(one, list) and one.window == (3, 4, 6)
+
+
+def test_output_shape_is_one_forward_pass_per_input_shape_and_builds_no_graph(tmp_path, monkeypatch):
+    # windows are laid out on the SR output before any attribution (spec_windows, dimap, batch)
+    source = export_onnx(seeded(NETS["TinyRRDB"]), (3, 10, 10), tmp_path / "model.onnx")
+    attributor = lam_trt.Attributor(source, provider="cpu")
+    img = lr_image(10, 12)
+    expected = attributor.forward(img[None]).shape[1:]
+    calls = []
+    forward = attributor.forward
+    monkeypatch.setattr(attributor, "forward", lambda images: calls.append(images.shape) or forward(images))
+    assert attributor.output_shape(img.shape) == expected == (3, 20, 24)
+    assert attributor.output_shape(img.shape) == expected and len(calls) == 1
+    assert spec_windows(attributor, img, "grid:2", 6) and len(calls) == 1
+    assert attributor.output_shape((3, 8, 8)) == (3, 16, 16) and len(calls) == 2
+    assert not attributor._runners  # no attribution graph was built to learn a size
 
 
 # ---- the CLI: attribute --windows ---------------------------------------------------------------------

@@ -81,21 +81,19 @@ def image_rows(attributor: Any, image: str, params: BatchParams, done: Collectio
     image cannot be read or has no room for a window. Used by the local and the Ray runs alike."""
     where = image_identity(image)
     common = {"model_sha256": attributor.sha256, "method": params.method, "steps": params.steps,
-              "sigma": params.sigma, "kernel_size": params.kernel_size}
+              "sigma": params.sigma, "kernel_size": params.kernel_size, "provider": _resolved_provider(attributor)}
     if (*where, None, None, None) in done:
         return
     start = time.perf_counter()
     try:
         img = attributor.load(image, params.hr, params.scale)
-        runner, _ = attributor.runner(tuple(img.shape))
-        windows = params.windows.windows(runner.output_shape, params.size)
+        output_shape = attributor.output_shape(img.shape)  # no graph: a crop may need none this size
+        windows = params.windows.windows(output_shape, params.size)
     except Exception as e:  # noqa: BLE001 - any failure of one image is that image's row
-        provider = _resolved_provider(attributor)
-        yield make_row(image, where, None, {}, e, time.perf_counter() - start, {**common, "provider": provider})
+        yield make_row(image, where, None, {}, e, time.perf_counter() - start, common)
         return
-    common["provider"] = runner.provider
     pending = [w for w in windows if (*where, *w) not in done]
-    yield from window_rows(attributor, img, runner.output_shape, (image, where), pending, params, common)
+    yield from window_rows(attributor, img, output_shape, (image, where), pending, params, common)
 
 
 def window_rows(attributor: Any, img: np.ndarray, output_shape: tuple[int, ...],
