@@ -156,7 +156,9 @@ def refuse_sizes_set_by_values(nodes, data: set[str]) -> None:
             src = sized[folded]
             raise ModelError(f"{node.op_type} node '{node.name}' reads {folded}, a size taken from {src.op_type} node "
                              f"'{src.name}' (a boolean-mask selection: its count depends on the image); lam-trt would "
-                             "fix that count at one image, so no exact gradient graph exists for other images")
+                             "fix that count at one image, so no exact gradient graph exists for other images; torch's dynamo "
+                             "exporter (`lam-trt export --exporter dynamo`) often writes such masked assignments "
+                             "without a size to fix, and lam-trt differentiates those exactly")
         if node.op_type in VALUE_SIZED and any(i in data for i in node.input):
             source = node
         for o in node.output:

@@ -153,22 +153,25 @@ def combined(parts):
                           np.concatenate([p.contribution for p in parts]))
 
 
+class MaskAssign(torch.nn.Module):
+    """``h[mask] = v[mask]``, as in HVICIDNet's HVI colour transform."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        hue = torch.zeros_like(y[:, 0])
+        mask = x[:, 0] > x[:, 1]
+        hue[mask] = (y[:, 2] - y[:, 1])[mask]
+        return y * hue.unsqueeze(1)
+
+
 def test_boolean_mask_assignment_is_refused_in_one_line(tmp_path) -> None:
-    """``h[mask] = v[mask]`` (HVICIDNet's HVI transform): the number of selected elements sizes a Slice
-    in the TorchScript export. lam-trt would fold it at one image, and it changes with the image."""
+    """The number of selected elements sizes a Slice in the TorchScript export. lam-trt would fold it
+    at one image, and it changes with the image."""
     from lam_trt.export import build_attribution_graph
-
-    class MaskAssign(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
-
-        def forward(self, x):
-            y = self.conv(x)
-            hue = torch.zeros_like(y[:, 0])
-            mask = x[:, 0] > x[:, 1]
-            hue[mask] = (y[:, 2] - y[:, 1])[mask]
-            return y * hue.unsqueeze(1)
 
     path = tmp_path / "mask.onnx"
     export_case(MaskAssign().eval(), torch.rand(1, 3, 8, 8), str(path), "torchscript")
@@ -177,6 +180,17 @@ def test_boolean_mask_assignment_is_refused_in_one_line(tmp_path) -> None:
     message = str(refused.value)
     assert "\n" not in message and message.startswith("Slice node '/Slice' reads ")
     assert "NonZero node '/NonZero" in message and "depends on the image" in message
+    assert "--exporter dynamo" in message
+
+
+@pytest.mark.slow
+def test_boolean_mask_assignment_exported_by_dynamo_is_exact(tmp_path, check_attribution) -> None:
+    """The refusal above points to torch's dynamo exporter: its graph indexes with NonZero directly
+    (no size folded), and is exact one path image per run (what lam-trt falls back to for it)."""
+    path = tmp_path / "mask-dynamo.onnx"
+    module = MaskAssign().eval()
+    export_case(module, torch.rand(1, 3, 8, 8), str(path), "dynamo")
+    check_attribution(path, module, (3, 8, 8), ops=("NonZero", "ScatterND"), n=1)
 
 
 @pytest.mark.parametrize("name,exporter,findings", [
