@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from lam_trt.errors import ModelError
+from lam_trt.export import ort_message
 from lam_trt.kernels import cuda_available
 from lam_trt.runner import GraphRunner, ProgressFn
 
@@ -78,26 +80,40 @@ class DeviceRunner(GraphRunner):
         k, n = len(windows), len(points)
         with self.stream:
             points, weights = cupy.asarray(points, cupy.float32), cupy.asarray(weights, cupy.float32)
-            points, weights, size = uniform_chunks(points, weights, self.chunk_size(k), cupy)
-            detector, contribution = cupy.empty((k, len(points)), cupy.float32), cupy.empty((k, len(points)), cupy.float32)
+            padded, padded_weights, size = uniform_chunks(points, weights, self.chunk_size(k), cupy)
+            detector, contribution = cupy.empty((k, len(padded)), cupy.float32), cupy.empty((k, len(padded)), cupy.float32)
             total = cupy.zeros((k, *self.input_shape), cupy.float64)
             chunk_map = cupy.empty((k, *self.input_shape), cupy.float32)
             binding = self.session.io_binding()
             binding.bind_cpu_input("windows", np.ascontiguousarray(windows, np.int64))
-            chunks = 0
-            for lo in range(0, len(points), size):
-                hi = lo + size
-                per_item = [cupy.empty((k, hi - lo), cupy.float32) for _ in range(2)]
-                for name, array in (("path", points[lo:hi]), ("weights", weights[lo:hi])):
-                    binding.bind_input(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
-                for name, array in (("detector", per_item[0]), ("contribution", per_item[1]),
-                                    ("attribution", chunk_map)):
-                    binding.bind_output(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
-                self.session.run_with_iobinding(binding)
+            for chunks, lo in enumerate(range(0, len(padded), size), 1):
+                per_item = self.run_bound(binding, padded[lo:lo + size], padded_weights[lo:lo + size], chunk_map)
+                if per_item is None:  # fell back to one path image per run: the group again
+                    return self.run_group(points, weights, windows, progress)
                 total += chunk_map  # queued on the shared stream after ORT's kernels
-                detector[:, lo:hi], contribution[:, lo:hi] = per_item
-                chunks += 1
+                detector[:, lo:lo + size], contribution[:, lo:lo + size] = per_item
                 if progress:
-                    progress(min(hi, n) - lo)
+                    progress(min(lo + size, n) - lo)
             self.stream.synchronize()
         return cupy.asnumpy(detector[:, :n]), cupy.asnumpy(total), cupy.asnumpy(contribution[:, :n]), chunks
+
+    def run_bound(self, binding: Any, points: Any, weights: Any, chunk_map: Any) -> Optional[list[Any]]:
+        """One run on device buffers: the chunk's map into ``chunk_map``, and its (detector,
+        contribution) [K, n]; None where a run of several path images fails, as on the CPU (from
+        then on they run one at a time, and the result says so)."""
+        import cupy
+
+        n = len(points)
+        per_item = [cupy.empty((chunk_map.shape[0], n), cupy.float32) for _ in range(2)]
+        for name, array in (("path", points), ("weights", weights)):
+            binding.bind_input(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
+        for name, array in (("detector", per_item[0]), ("contribution", per_item[1]), ("attribution", chunk_map)):
+            binding.bind_output(name, "cuda", self.device_id, np.float32, list(array.shape), array.data.ptr)
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as e:  # noqa: BLE001 - ORT's exceptions have no common base class
+            if n == 1:
+                raise ModelError(f"the attribution graph cannot run: onnxruntime failed ({ort_message(e)})") from None
+            self.fall_back(f"onnxruntime failed at batch {n} ({ort_message(e)})")
+            return None
+        return per_item
