@@ -60,13 +60,15 @@ class DeviceRunner(GraphRunner):
     def providers(self, cache_dir: Path | None) -> list[Any]:
         """CUDA/TensorRT on our stream; TensorRT gets an engine cache and profiles for our chunks."""
         c, h, w = self.input_shape
-        cuda = ("CUDAExecutionProvider", {"device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
-                                          "use_tf32": 0})
+        # device_id only off the default device: ONNX Runtime 1.26+ warns on stderr at every session
+        # that names one ("No registered plugin EP device found"), seen on the H100 check.
+        device = {"device_id": self.device_id} if self.device_id else {}
+        cuda = ("CUDAExecutionProvider", {**device, "user_compute_stream": str(self.stream.ptr), "use_tf32": 0})
         if self.provider != "tensorrt":
             return [cuda, "CPUExecutionProvider"]
         shape = lambda n, k: f"path:{n}x{c}x{h}x{w},weights:{n}x{c}x{h}x{w},windows:{k}x4"
         trt = ("TensorrtExecutionProvider", {
-            "device_id": self.device_id, "user_compute_stream": str(self.stream.ptr),
+            **device, "user_compute_stream": str(self.stream.ptr),
             "trt_fp16_enable": self.fp16, "trt_engine_cache_enable": cache_dir is not None,
             "trt_engine_cache_path": str((cache_dir or Path(".")) / "trt"),
             "trt_profile_min_shapes": shape(1, 1), "trt_profile_opt_shapes": shape(self.batch_hint, 1),

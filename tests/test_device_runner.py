@@ -150,3 +150,15 @@ def test_device_runner_falls_back_to_one_path_image_per_run(graph_path, monkeypa
     device = runner.run(points, weights, windows)
     assert runner.session.batches == [3] + [1] * 6 and "invalid expand shape" in runner.batch_fallback
     assert_same(device, host)
+
+
+@pytest.mark.parametrize("device_id", [0, 1])
+def test_cuda_options_name_the_device_only_off_the_default(graph_path, monkeypatch, device_id):
+    # ONNX Runtime 1.26+ warns at every session whose options name a device_id
+    runner = device_runner(graph_path, monkeypatch, 2)
+    runner.device_id = device_id
+    monkeypatch.undo()  # the real provider list again (the stand-in CuPy is no longer needed)
+    (name, options), cpu = DeviceRunner.providers(runner, None)
+    assert name == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
+    assert options["use_tf32"] == 0 and options["user_compute_stream"] == str(runner.stream.ptr)
+    assert options.get("device_id") == (device_id or None)
