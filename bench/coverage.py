@@ -193,6 +193,11 @@ def measure_with_timeout(name: str, exporter: str, tmp: Path, timeout: int, thre
     return row
 
 
+def stage(row: dict, name: str) -> None:
+    """Say on stderr which step a pair is in: a process killed for memory leaves no row, only this."""
+    print(f"{row['case']} {row['exporter']}: {name}", file=sys.stderr, flush=True)
+
+
 def first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0][:300] if lines else type(e).__name__
@@ -229,6 +234,7 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
     images = np.clip(0.5 + 0.2 * images, 0, 1).astype(np.float32)
     fn, row["torch_batch"] = reference_function(model, images)
     expected = fn(torch.from_numpy(images)).detach().numpy()
+    stage(row, "the export in onnxruntime")
     session = ort_session(path, threads)
     try:
         row["onnx_vs_torch"] = onnx_vs_torch(session, images, expected)
@@ -238,6 +244,7 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
         return
     start = time.perf_counter()
     try:
+        stage(row, "graph build")
         graph = build_attribution_graph(str(path), shape)
     except Exception as e:
         row["build_s"] = round(time.perf_counter() - start, 2)
@@ -255,8 +262,10 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
     for n in (1, 3):
         try:
             start = time.perf_counter()
+            stage(row, f"graph run at batch {n}")
             got = run_graph(attribution, images[:n], weights[:n], window)
             seconds = (time.perf_counter() - start) / n
+            stage(row, f"autograd reference at batch {n}")
             with noise():
                 expected_map = reference(fn, images[:n], weights[:n], window).attribution
             errors[f"b{n}"] = rel_l2(got.attribution, expected_map)
