@@ -267,6 +267,28 @@ def test_runner_groups_windows_and_shrinks_chunks(tmp_path, harness):
         np.testing.assert_allclose(out.detector[k], alone.detector, rtol=1e-5)
 
 
+def test_runner_runs_windows_together_where_path_images_run_one_at_a_time(tmp_path, harness):
+    """A graph that mixes its batch runs one path image per run, but all windows of it in that run
+    (the probe checked windows on one path image), each as alone."""
+    from lam_trt.export import save_attribution_graph
+    from lam_trt.runner import GraphRunner
+
+    torch.manual_seed(0)
+    source = export_onnx(MixesTheBatch().eval(), SHAPE, tmp_path / "mixes.onnx")
+    save_attribution_graph(build_attribution_graph(str(source), SHAPE), tmp_path / "graph.onnx")
+    runner = GraphRunner(tmp_path / "graph.onnx", provider="cpu", batch_size=4)
+    assert runner.batch_size == 1 and runner.windows_per_run() == 7
+    path, weights = harness.random_batch(3, SHAPE, seed=8)
+    windows = windows_for((8, 8))[:4]
+    out = runner.run(path, weights, windows)
+    assert out.chunks == 3  # one run per path image, every window in it
+    session = harness.make_session(tmp_path / "graph.onnx")
+    for k, window in enumerate(windows):
+        alone = sum(harness.run_graph(session, path[n:n + 1], weights[n:n + 1], tuple(window)).attribution
+                    for n in range(3))
+        assert harness.rel_l2(out.attribution[k], alone) < 1e-5
+
+
 # ---- receptive-field crops for several windows: one union, or one crop per region ------------------------
 def test_group_windows_by_cost():
     from lam_trt.window import Window
