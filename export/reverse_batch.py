@@ -34,6 +34,7 @@ ELEMENTWISE = frozenset({
     "Identity", "Clip", "IsNaN", "IsInf",
 })
 BATCHED_MATMUL = frozenset({"MatMul"})  # broadcasts over every axis but the last two (rank >= 3)
+AXES_READERS = frozenset({"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"})  # per item over other axes
 
 
 def batched_tensors(nodes: list[onnx.NodeProto], batch_axes: dict[str, int], source: str,
@@ -56,8 +57,10 @@ def batched_tensors(nodes: list[onnx.NodeProto], batch_axes: dict[str, int], sou
 @dataclass
 class WindowReads:
     """What each tensor of the reverse pass holds: one item per path image (``per_image``: tensor
-    -> (batch axis, rank)), one per window and path image (``per_item``), or neither (constants
-    in ``b.values``, shapes and what is computed from them alone)."""
+    -> (batch axis, rank)), one per window and path image (``per_item``: computed from a tiled
+    copy or another per-item tensor), or unknown (constants in ``b.values``; shapes, the windows
+    and what is computed from them alone). Only per-item tensors are viewed as [K, N, ...]; a node
+    that mixes per-image tensors with unknown ones reads tiled copies, as every node once did."""
 
     b: GraphBuilder
     per_image: dict[str, tuple[int, int]]
@@ -84,7 +87,7 @@ class WindowReads:
                 if name in self.per_image:
                     node.input[k] = self.tiled_copy(name)
             self.b.nodes.append(node)
-        if images or items:
+        if (images or items) and node.op_type not in SHAPE_READERS:  # a shape is no item's data
             self.per_item.update(outputs)
 
     def shared_layout(self, node: onnx.NodeProto, images: list[str]) -> Optional[tuple[int, int]]:
@@ -94,14 +97,14 @@ class WindowReads:
         layouts = {self.per_image[i] for i in images}
         if len(layouts) != 1:
             return None
-        axis, rank = layouts.pop()
-        if not (node.op_type in ELEMENTWISE or (node.op_type in BATCHED_MATMUL and rank >= 3 and axis == 0)):
+        layout = output_layout(node, *layouts.pop(), self.b.values)
+        if layout is None:
             return None
-        for name in node.input:
+        for name in node.input[:1 if node.op_type in AXES_READERS else None]:
             if name and name not in self.per_image and name not in self.per_item:
-                if name not in self.b.values or self.b.values[name].ndim > rank:
+                if name not in self.b.values or self.b.values[name].ndim > layout[1]:
                     return None
-        return axis, rank
+        return layout
 
     def scale_shape(self, node: onnx.NodeProto) -> bool:
         """Shape(x) of a per-image x, as the shape of its K x N-item copy: the batch axis times K."""
@@ -142,12 +145,27 @@ class WindowReads:
         return self.tiled[name]
 
 
+def output_layout(node: onnx.NodeProto, axis: int, rank: int, values: dict) -> Optional[tuple[int, int]]:
+    """(batch axis, rank) of ``node``'s output, given its per-image inputs' (``axis``, ``rank``),
+    where each of its items is computed from the same item of those inputs alone; else None."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type in ELEMENTWISE or (node.op_type in BATCHED_MATMUL and rank >= 3 and axis == 0):
+        return axis, rank
+    if node.op_type == "Transpose":
+        perm = list(attrs.get("perm", range(rank - 1, -1, -1)))
+        return perm.index(axis), rank
+    if node.op_type in AXES_READERS and attrs.get("keepdims", 1) == 1:
+        axes = attrs.get("axes") if len(node.input) < 2 else values.get(node.input[1])
+        if axes is not None and len(axes) and axis not in {int(a) % rank for a in axes}:
+            return axis, rank
+    return None
+
+
 def tile_reads(b: GraphBuilder, first: int, batched: dict[str, int], windows: str) -> None:
     """Make the nodes from ``b.nodes[first]`` on (the reverse pass, written for one batch) read
     the ``batched`` forward tensors as K x N items, K the number of rows of ``windows``."""
     tail, b.nodes = b.nodes[first:], b.nodes[:first]
     count = b.op("Slice", b.op("Shape", windows), b.ints([0]), b.ints([1]))
-    reads = WindowReads(b, {name: (axis, len(b.shape(name))) for name, axis in batched.items()}, count,
-                        per_item={windows})
+    reads = WindowReads(b, {name: (axis, len(b.shape(name))) for name, axis in batched.items()}, count)
     for node in tail:
         reads.add(node)

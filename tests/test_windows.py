@@ -62,6 +62,8 @@ def test_windows_equal_single_window_runs(name: str, tmp_path, harness):
     path, weights = harness.random_batch(N, (3, 10, 12), seed=1)
     out_hw = harness.assert_source_matches_torch(source, net, path)
     graph = harness.build_graph(source, (3, 10, 12))
+    # the reverse pass reads activations through broadcasting: only the detector copies (the SR image)
+    assert [n.input[0] for n in graph.graph.node if n.op_type == "Tile" and n.name.endswith("__windows")] == ["sr"]
     windows = windows_for(out_hw)
     assert_windows_match_single_runs(harness, graph, path, weights, windows)
     for window in windows[[0, 3]]:  # and one window alone is what autograd gives
