@@ -113,8 +113,7 @@ class WindowReads:
         axis, rank = self.per_image[node.input[0]]
         out = node.output[0]
         node.output[0] = node.name = f"{out}__per_image"
-        factor = self.b.op("Concat", self.b.ints([1] * axis), self.count, self.b.ints([1] * (rank - axis - 1)), axis=0)
-        self.b.nodes += [node, helper.make_node("Mul", [node.output[0], factor], [out], name=out)]
+        self.b.nodes += [node, helper.make_node("Mul", [node.output[0], self.k_on(axis, rank)], [out], name=out)]
         return True
 
     def by_window(self, node: onnx.NodeProto, items: list[str]) -> None:
@@ -138,11 +137,14 @@ class WindowReads:
             axis, rank = self.per_image[name]
             if rank == 0:  # a scalar summary: the same for every window
                 return name
-            repeats = self.b.op("Concat", self.b.ints([1] * axis), self.count, self.b.ints([1] * (rank - axis - 1)),
-                                axis=0)
             self.tiled[name] = f"{name}__windows"
-            self.b.nodes.append(helper.make_node("Tile", [name, repeats], [self.tiled[name]], name=self.tiled[name]))
+            self.b.nodes.append(helper.make_node("Tile", [name, self.k_on(axis, rank)], [self.tiled[name]],
+                                                 name=self.tiled[name]))
         return self.tiled[name]
+
+    def k_on(self, axis: int, rank: int) -> str:
+        """[1, .., K, .., 1] (``rank`` entries, K at ``axis``): a shape's factor, Tile's repeats."""
+        return self.b.op("Concat", self.b.ints([1] * axis), self.count, self.b.ints([1] * (rank - axis - 1)), axis=0)
 
 
 def output_layout(node: onnx.NodeProto, axis: int, rank: int, values: dict) -> Optional[tuple[int, int]]:
