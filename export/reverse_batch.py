@@ -5,13 +5,14 @@ tensors (activations, a ReLU's input, a Shape of either), which have N items, be
 K x N items (window-major: item k*N + n is path image n seen through window k), without copies
 where broadcasting does the work:
   - a Shape of a forward tensor is multiplied by K on its batch axis (no copy to take a shape of);
-  - an elementwise node (or a batched MatMul) that reads only forward tensors and constants, the
-    local derivative of an activation, runs once per path image instead of once per window;
+  - an elementwise node (or a batched MatMul, a Transpose, a reduction over other axes) that reads
+    only forward tensors and constants, the local derivative of an activation, runs once per path
+    image instead of once per window;
   - an elementwise node that mixes such a tensor with K x N items views those as [K, N, ...]
     (a Reshape, no copy), so the N-item tensor broadcasts over the windows, and its result back;
   - any other reader gets a copy tiled K times along the tensor's batch axis, made just before its
     first reader so that it lives no longer than needed.
-At K = 1 nothing is copied. Tensors without a batch axis (weights, folded constants) are read as
+On the zoo networks only the detector's read of the SR image is still copied. Tensors without a batch axis (weights, folded constants) are read as
 they are; so are tensors computed from shapes alone, which are the same for every item.
 """
 from __future__ import annotations
