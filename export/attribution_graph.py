@@ -87,7 +87,8 @@ def mark_limits(model: onnx.ModelProto, input_shape: tuple[int, int, int], outpu
 
 def reverse_pass(b: GraphBuilder, fwd: ForwardGraph, reduce: str, rules: dict) -> str:
     """The detector of every window and path image, and its input gradient [K*N, C, h, w], on
-    K x N items (window-major) reading K-fold tiled copies of the forward pass's activations."""
+    K x N items (window-major) reading the forward pass's activations (reverse_batch.py: broadcast where
+    it can, K-fold tiled copies elsewhere)."""
     first = len(b.nodes)
     d, detector_rules = append_detector(b, fwd.output_name, "windows", "path", reduce)
     forward = [Node.from_proto(n) for n in b.nodes]

@@ -55,8 +55,11 @@ class GraphRunner:
         self.batch_fallback: Optional[str] = None  # why path images run one at a time, if they do
         self.memory_limit = memory_limit(self.provider)
         check_one_fits(self.item_bytes, self.memory_limit, self.input_shape)
-        self.batch_size = batch_size or self.auto_batch_size(min(memory_budget or DEFAULT_MEMORY_BUDGET,
-                                                                 self.memory_limit))
+        # Path images whose activations a run's memory holds, whether or not the graph can batch
+        # them: the windows of one path image are separate items even where path images are not.
+        self.items_per_run = batch_size or self.auto_batch_size(min(memory_budget or DEFAULT_MEMORY_BUDGET,
+                                                                    self.memory_limit))
+        self.batch_size = self.items_per_run
         self.batch_hint = self.batch_size
         start = time.perf_counter()
         self.session = ort.InferenceSession(str(graph_path), opts, providers=self.providers(cache_dir))
@@ -115,8 +118,9 @@ class GraphRunner:
     def windows_per_run(self) -> int:
         """Windows whose reverse passes share one run: 1 where the graph cannot run several; else as
         many as the memory of a full chunk holds (a path image with K windows keeps its forward
-        activations once and K copies' gradients: about (1 + K) x one forward's)."""
-        return 1 if self.windows_limit else max(1, 2 * self.batch_hint - 1)
+        activations once and K copies' gradients: about (1 + K) x one forward's), also where path
+        images run one at a time (the build-time probe ran its windows on one path image)."""
+        return 1 if self.windows_limit else max(1, 2 * self.items_per_run - 1)
 
     def chunk_size(self, windows: int) -> int:
         """Path images per run with ``windows`` windows: the memory of ``batch_size`` with one."""

@@ -3,10 +3,10 @@
 With receptive-field cropping, one run for windows spread over the image crops to the union of
 their regions, often the whole image, while each window alone would crop to its own small region.
 A run costs about (crop area) x (1 + K): the forward pass once and a reverse pass per window (which
-costs 0.5 to 0.75 of a forward pass, bench/RESULTS.md "Many windows in one run"; 1 leaves room
-for the activations it copies). So windows are grouped by the cell of a square grid their corner falls in, for
-a few cell sizes (the whole image: one group; single windows: one group each), and the cheapest
-grouping is used; networks without a finite receptive field always give one group.
+costs 0.6 to 1.0 of a forward pass on the zoo, bench/RESULTS.md "Many windows in one run"). So
+windows are grouped by the cell of a square grid their corner falls in, for a few cell sizes (the
+whole image: one group; single windows: one group each), and the cheapest grouping is used;
+networks without a finite receptive field always give one group.
 """
 from __future__ import annotations
 

@@ -63,6 +63,8 @@ def test_windows_equal_single_window_runs(name: str, tmp_path, harness):
     path, weights = harness.random_batch(N, (3, 10, 12), seed=1)
     out_hw = harness.assert_source_matches_torch(source, net, path)
     graph = harness.build_graph(source, (3, 10, 12))
+    # the reverse pass reads activations through broadcasting: only the detector copies (the SR image)
+    assert [n.input[0] for n in graph.graph.node if n.op_type == "Tile" and n.name.endswith("__windows")] == ["sr"]
     windows = windows_for(out_hw)
     assert_windows_match_single_runs(harness, graph, path, weights, windows)
     for window in windows[[0, 3]]:  # and one window alone is what autograd gives
@@ -282,6 +284,28 @@ def test_runner_groups_windows_and_shrinks_chunks(tmp_path, harness):
         alone = harness.run_graph(session, path, weights, tuple(windows[k]))
         assert harness.rel_l2(out.attribution[k], alone.attribution) < 1e-5
         np.testing.assert_allclose(out.detector[k], alone.detector, rtol=1e-5)
+
+
+def test_runner_runs_windows_together_where_path_images_run_one_at_a_time(tmp_path, harness):
+    """A graph that mixes its batch runs one path image per run, but all windows of it in that run
+    (the probe checked windows on one path image), each as alone."""
+    from lam_trt.export import save_attribution_graph
+    from lam_trt.runner import GraphRunner
+
+    torch.manual_seed(0)
+    source = export_onnx(MixesTheBatch().eval(), SHAPE, tmp_path / "mixes.onnx")
+    save_attribution_graph(build_attribution_graph(str(source), SHAPE), tmp_path / "graph.onnx")
+    runner = GraphRunner(tmp_path / "graph.onnx", provider="cpu", batch_size=4)
+    assert runner.batch_size == 1 and runner.windows_per_run() == 7
+    path, weights = harness.random_batch(3, SHAPE, seed=8)
+    windows = windows_for((8, 8))[:4]
+    out = runner.run(path, weights, windows)
+    assert out.chunks == 3  # one run per path image, every window in it
+    session = harness.make_session(tmp_path / "graph.onnx")
+    for k, window in enumerate(windows):
+        alone = sum(harness.run_graph(session, path[n:n + 1], weights[n:n + 1], tuple(window)).attribution
+                    for n in range(3))
+        assert harness.rel_l2(out.attribution[k], alone) < 1e-5
 
 
 # ---- receptive-field crops for several windows: one union, or one crop per region ------------------------
