@@ -384,12 +384,12 @@ def render(rows: dict[tuple[str, str], dict], report: Path, checkpoints: dict[st
         "",
         f"Written by `bench/coverage.py` at commit {commit} (branch {branch}); the rows accumulate in "
         "bench/coverage.jsonl, each measured at the branch's state when its run reached it (a full pass takes "
-        "over an hour on the shared 2-core machine). Other helpers' fixes for issue 11 (new VJP rules, batch "
-        "rewrite) land on main only after the merge: rerun `python bench/coverage.py --fresh` there for the "
-        "merged state.",
+        "over an hour on the shared 2-core machine; `--redo --cases A,B` re-measures some, `--fresh` all). The "
+        "suite's matrix (tests/test_spandrel_zoo.py) checks the same pairs on every change, except the few too "
+        "slow for it, which it names.",
         "",
         "Small configurations with random weights (tests/spandrel_cases.py); relative L2 of the attribution against "
-        "float64 torch autograd of the LAM gradient detector (autograd of the function the ONNX file computes: "
+        "float64 torch autograd (float32 where the network makes float32 tensors itself, said in the row) of the LAM gradient detector (autograd of the function the ONNX file computes: "
         "`.detach()` counts as the identity, as in every ONNX export; where that differs from torch's training-time "
         "gradient, lam-trt's warning is in the reason column, and `--straight-through` gives torch's map for lost "
         "straight-through estimators), at batch 1 and at batch 3 (three path images in one "

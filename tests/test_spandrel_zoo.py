@@ -57,18 +57,17 @@ FAST = {(name, "torchscript") for name in (
 )} | {("Compact", "dynamo")} | {k for k in TORCH_CANNOT if k[1] == "torchscript" and k[0] != "CodeFormer"}
 
 
-# Not yet compared with autograd on this machine: skipped, with the status bench/coverage.py will give
-# them; measure, then list them above. AuraSR: its dynamo export took 26 min on the loaded 2-core
-# machine (its graph, with the RandomNormalLike noise, then builds in 6 s); CodeFormer: a 512x512
-# input, its dynamo export did not finish within 15 min. Measured: DDColor (exact, one path image
-# per run), AdaCode (exact, batched) and SPAN (torch crashes: TORCH_CANNOT).
-NOT_MEASURED = {("AuraSR", "dynamo"), ("CodeFormer", "dynamo")}
+# Too slow for the suite, measured by bench/coverage.py instead (bench/COVERAGE.md): AuraSR's dynamo
+# export takes 4-7 min on the 2-core machine (exact at batch 1 with its noise zeroed on both sides; the
+# file takes batch 1 only); CodeFormer's 512x512 graph builds in 3.5 min (exact at batch 1 against
+# float32 autograd: the network makes float32 tensors itself; three 512x512 images exceed 22 GB).
+TOO_SLOW = {("AuraSR", "dynamo"), ("CodeFormer", "dynamo")}
 
 
 def pair_param(name: str, exporter: str):
     marks = [] if (name, exporter) in FAST else [pytest.mark.slow]
-    if (name, exporter) in NOT_MEASURED:
-        marks.append(pytest.mark.skip(reason="not measured yet: run bench/coverage.py for it and list its status here"))
+    if (name, exporter) in TOO_SLOW:
+        marks.append(pytest.mark.skip(reason="too slow for the suite: measured by bench/coverage.py (bench/COVERAGE.md)"))
     if (name, exporter) in KNOWN:
         owner, reason = KNOWN[(name, exporter)]
         marks.append(pytest.mark.xfail(strict=True, raises=ModelError, reason=f"{owner}: {reason}"))
