@@ -240,6 +240,11 @@ def replace_section(name: str, text: str, path: Path = RESULTS_MD) -> None:
     os.replace(tmp, path)
 
 
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    """Relative L2 distance of ``a`` from the reference ``b`` (float64)."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-30))
+
+
 def median(values: list[float]) -> float:
     return float(np.median(values)) if values else float("nan")
 

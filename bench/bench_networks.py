@@ -114,10 +114,6 @@ def ort_forward(onnx_path: Path, threads: int, provider: str):
     return forward
 
 
-def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-30))
-
-
 def measure_network(name: str, size: tuple[int, int], steps_list: list[int], args: argparse.Namespace,
                     providers: list[str], workdir: Path) -> list[dict[str, Any]]:
     import torch
@@ -160,7 +156,7 @@ def measure_network(name: str, size: tuple[int, int], steps_list: list[int], arg
         reference = first[primary].attribution
         for key in ("a", "b"):
             if key in warm:
-                agreement[key] = rel_l2(warm[key].attribution, reference)
+                agreement[key] = C.rel_l2(warm[key].attribution, reference)
         timer = Timer()
         with C.LoadWatch() as watch:
             for _ in range(args.repeats):
@@ -208,7 +204,7 @@ def measure_crop(name: str, size: tuple[int, int], steps: int, args: argparse.Na
     row = {"net": name, "config": C.CONFIGS[name].describe(), "lr_size": list(size), "steps": steps,
            "repeats": repeats, "times": timer.times, "crop": on.meta["crop"],
            "max_abs_difference": float(np.abs(on.attribution - off.attribution).max()),
-           "rel_l2_difference": rel_l2(on.attribution, off.attribution),
+           "rel_l2_difference": C.rel_l2(on.attribution, off.attribution),
            "di": [_finite(on.diffusion_index), _finite(off.diffusion_index)]}
     print(f"crop {name} {size[0]}x{size[1]} {steps} steps: full {C.median(timer.times['full']):.2f} s, "
           f"crop {C.median(timer.times['crop']):.2f} s ({on.meta['crop']['reason']}), "

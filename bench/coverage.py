@@ -253,8 +253,9 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
     row["build_s"] = round(time.perf_counter() - start, 2)
     row["warnings"] = export_warnings(graph)
     source = onnx.load(str(path))
-    noise = zero_noise(source)
-    if RANDOM_OPS & {n.op_type for n in source.graph.node}:  # lam-trt's seeded draw cannot be matched in torch: zeros on both sides
+    random_nodes = bool(RANDOM_OPS & {n.op_type for n in source.graph.node})
+    noise = zero_noise(random_nodes)
+    if random_nodes:  # lam-trt's seeded draw cannot be matched in torch: zeros on both sides
         graph = build_attribution_graph(str(path), shape, options=GraphOptions(random_ops="zeros"))
         row["warnings"] = export_warnings(graph)
     window = default_window(expected.shape[2:])
@@ -284,13 +285,13 @@ def measure(row: dict, tmp: Path, threads: int) -> None:
 RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli", "Multinomial"}
 
 
-def zero_noise(model) -> Any:
+def zero_noise(random_nodes: bool) -> Any:
     """``noise(dtype)``: for a model with random nodes (AuraSR's noise and style draws), a context in
     which torch's draws are zeros of ``dtype`` (the precision the reference runs in), to compare with
     a graph built with random ops "zeros"; for any other model, a context that changes nothing."""
     import torch
 
-    if not RANDOM_OPS & {n.op_type for n in model.graph.node}:
+    if not random_nodes:
         return lambda dtype: contextlib.nullcontext()
 
     @contextlib.contextmanager

@@ -40,10 +40,6 @@ import reference_lam as peers  # noqa: E402
 Report = dict[str, Any]
 
 
-def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-30))
-
-
 def median_time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> tuple[float, Any]:
     """Median wall seconds of ``repeats`` calls after one warm-up (synchronised), and the last result."""
     out = fn()
@@ -147,7 +143,7 @@ def provider_check(steps: int, repeats: int, providers: tuple[str, ...]) -> Repo
             continue
         reference = result.attribution if reference is None else reference
         runtime = result.meta["runtime"]
-        rows.append({"provider": label, "seconds": seconds, "rel_l2_vs_cpu": rel_l2(result.attribution, reference),
+        rows.append({"provider": label, "seconds": seconds, "rel_l2_vs_cpu": C.rel_l2(result.attribution, reference),
                      "providers_used": runtime["providers_used"],
                      "generator": runtime["path_generator"], "batch": runtime["batch_size"],
                      "timings": result.meta["timings_seconds"]})
@@ -210,9 +206,9 @@ def network_row(name: str, lr: int, steps: int, repeats: int, workdir: Path, pea
         "config": "bundled demo (70.8 k parameters)" if name == "demo" else C.CONFIGS[name].note,
         "seconds": seconds, "speedup_vs_a": seconds["a"] / seconds["c"], "speedup_vs_b": seconds["b"] / seconds["c"],
         "path_images_per_s": steps / seconds["c"],
-        "equal_work_rel_l2": {k: rel_l2(results[k].attribution, c.attribution) for k in ("a", "b")},
+        "equal_work_rel_l2": {k: C.rel_l2(results[k].attribution, c.attribution) for k in ("a", "b")},
         "crop_auto": {"applied": results["c_auto"].meta["crop"]["applied"],
-                      "rel_l2_vs_full": rel_l2(results["c_auto"].attribution, c.attribution)},
+                      "rel_l2_vs_full": C.rel_l2(results["c_auto"].attribution, c.attribution)},
         "shares": {"path_kernel": kernel / timings["total"], "onnx_runtime": ort_s / timings["total"],
                    "host": max(0.0, 1 - (timings["endpoints"] + timings["integral"]) / timings["total"])},
         "timings": timings, "kernel_seconds": kernel, "batch": runtime["batch_size"], "chunks": runtime["chunks"],
