@@ -1,7 +1,9 @@
 """build_attribution_graph: the user's network + the LAM detector + its input gradient, as ONNX."""
 from __future__ import annotations
 
+import json
 import os
+from typing import Optional
 
 import numpy as np
 import onnx
@@ -15,11 +17,12 @@ from lam_trt.export.reverse_batch import batched_tensors, tile_reads
 from lam_trt.export.detector import REDUCTIONS, append_detector, vjp_sqrt_zero_safe
 from lam_trt.export.gradient_audit import audit, straight_through_rules
 from lam_trt.export.graph_format import code_fingerprint
-from lam_trt.export.options import GraphOptions, graph_notes
+from lam_trt.export.options import TAIL_CROP_KEY, WINDOW_BOUND_KEY, GraphOptions, graph_notes
 from lam_trt.export.ort_check import blame_export
 from lam_trt.export.random_ops import with_fixed_random_ops
 from lam_trt.export.source import load_onnx, model_sha256
 from lam_trt.export.specialise import ForwardGraph, specialise
+from lam_trt.export.tail_crop import TailCrop, emit_tail_crop, plan_tail_crop
 from lam_trt.export.window_probe import MAX_WINDOWS_KEY, WINDOWS_REASON_KEY, windows_limit
 
 GRAPH_FORMAT = code_fingerprint()
@@ -60,11 +63,14 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
     b.nodes.append(helper.make_node("Identity", ["path"], [fwd.input_name], name="lam/path"))
     b.nodes.extend(fwd.nodes)
     found = audit(fwd.nodes, fwd.output_name)
-    gradient = reverse_pass(b, fwd, reduce, straight_through_rules(found) if options.straight_through else {})
+    gradient, crop = reverse_pass(b, fwd, reduce, straight_through_rules(found) if options.straight_through else {},
+                                  options.window_bound)
     append_outputs(b, gradient, input_shape)
     model = assemble(b, fwd, source, input_shape, reduce)
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                   **graph_notes(options, random_report, found)})
+                                   **graph_notes(options, random_report, found),
+                                   **({WINDOW_BOUND_KEY: str(options.window_bound)} if options.window_bound else {}),
+                                   **({TAIL_CROP_KEY: json.dumps(crop.describe())} if crop else {})})
     if check_batch:
         mark_limits(model, input_shape, fwd.output_shape[1:])
     return model
@@ -85,21 +91,31 @@ def mark_limits(model: onnx.ModelProto, input_shape: tuple[int, int, int], outpu
             model.metadata_props.add(key=reason_key, value=reason)
 
 
-def reverse_pass(b: GraphBuilder, fwd: ForwardGraph, reduce: str, rules: dict) -> str:
+def reverse_pass(b: GraphBuilder, fwd: ForwardGraph, reduce: str, rules: dict, bound: Optional[int]
+                 ) -> tuple[str, Optional[TailCrop]]:
     """The detector of every window and path image, and its input gradient [K*N, C, h, w], on
     K x N items (window-major) reading the forward pass's activations (reverse_batch.py: broadcast where
-    it can, K-fold tiled copies elsewhere)."""
+    it can, K-fold tiled copies elsewhere); the upsampling tail's on a crop per window (tail_crop.py)."""
     first = len(b.nodes)
     d, detector_rules = append_detector(b, fwd.output_name, "windows", "path", reduce)
     forward = [Node.from_proto(n) for n in b.nodes]
     active = active_tensors(forward, fwd.input_name, d, b.dtypes)
     ones = b.op("ConstantOfShape", b.dyn_shape(d), value=helper.make_tensor("value", FLOAT, [1], [1.0]))
-    grads = backpropagate(b, forward, active, {d: ones}, {**detector_rules, **rules})
+    sr_grad = backpropagate(b, forward[first:], active, {d: ones}, detector_rules).get(fwd.output_name)
+    if sr_grad is None:
+        raise ModelError("the detector does not depend on the input (no gradient reaches it)")
+    batched = batched_tensors(fwd.nodes, fwd.batch_axes, fwd.input_name, fwd.output_name)
+    crop = plan_tail_crop(b, forward[:first], active, batched, fwd.input_name, fwd.output_name, bound, rules) \
+        if bound else None
+    seeds, passthrough = emit_tail_crop(b, crop, sr_grad, "windows", active) if crop else \
+        ({fwd.output_name: sr_grad}, set())
+    rest = [n for n in forward[:first] if crop is None or n.name not in crop.steps]
+    grads = backpropagate(b, rest, active, seeds, rules)
     if fwd.input_name not in grads:
         raise ModelError("the detector does not depend on the input (no gradient reaches it)")
     b.nodes.append(helper.make_node("Reshape", [d, per_window(b, [-1])], ["detector"], name="lam/detector"))
-    tile_reads(b, first, batched_tensors(fwd.nodes, fwd.batch_axes, fwd.input_name, fwd.output_name), "windows")
-    return grads[fwd.input_name]
+    tile_reads(b, first, batched, "windows", passthrough)
+    return grads[fwd.input_name], crop
 
 
 def per_window(b: GraphBuilder, rest: list[int]) -> str:

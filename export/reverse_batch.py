@@ -68,9 +68,14 @@ class WindowReads:
     count: str  # K, int64 [1]
     per_item: set[str] = field(default_factory=set)
     tiled: dict[str, str] = field(default_factory=dict)
+    passthrough: set[str] = field(default_factory=set)  # nodes that make K x N items themselves
 
     def add(self, node: onnx.NodeProto) -> None:
         """Append ``node`` to the graph, reading per-image tensors without copies where it can."""
+        if node.name in self.passthrough:  # tail_crop.py's gathers and scatters of window crops
+            self.b.nodes.append(node)
+            self.per_item.update(o for o in node.output if o)
+            return
         images = [i for i in node.input if i in self.per_image]
         items = [i for i in node.input if i in self.per_item]
         outputs = [o for o in node.output if o]  # by_window renames the node's own
@@ -164,11 +169,14 @@ def output_layout(node: onnx.NodeProto, axis: int, rank: int, values: dict) -> O
     return None
 
 
-def tile_reads(b: GraphBuilder, first: int, batched: dict[str, int], windows: str) -> None:
+def tile_reads(b: GraphBuilder, first: int, batched: dict[str, int], windows: str,
+               passthrough: set[str] = frozenset()) -> None:
     """Make the nodes from ``b.nodes[first]`` on (the reverse pass, written for one batch) read
-    the ``batched`` forward tensors as K x N items, K the number of rows of ``windows``."""
+    the ``batched`` forward tensors as K x N items, K the number of rows of ``windows``; the
+    ``passthrough`` nodes are kept as they are."""
     tail, b.nodes = b.nodes[first:], b.nodes[:first]
     count = b.op("Slice", b.op("Shape", windows), b.ints([0]), b.ints([1]))
-    reads = WindowReads(b, {name: (axis, len(b.shape(name))) for name, axis in batched.items()}, count)
+    reads = WindowReads(b, {name: (axis, len(b.shape(name))) for name, axis in batched.items()}, count,
+                        passthrough=set(passthrough))
     for node in tail:
         reads.add(node)

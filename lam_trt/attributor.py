@@ -19,7 +19,7 @@ from lam_trt.cache import GraphCache
 from lam_trt.crop import Crop
 from lam_trt.device import DeviceRunner, device_usable
 from lam_trt.errors import InputError, LamTrtError, ModelError
-from lam_trt.export import GraphOptions, load_source_model
+from lam_trt.export import WINDOW_BOUND, GraphOptions, load_source_model
 from lam_trt.images import ImageSource, hr_to_lr, read_image
 from lam_trt.kernels import IntegrationPath, make_path
 from lam_trt.provenance import describe_input, describe_run, pixels_sha256, timestamp
@@ -61,7 +61,7 @@ class Attributor:
         self.internal_batch_size = internal_batch_size
         self.fp16 = fp16
         self.graph_options = graph_options or GraphOptions()  # random nodes, straight-through
-        self._runners: dict[tuple[int, int, int], tuple[GraphRunner, GraphInfo]] = {}
+        self._runners: dict[tuple[int, ...], tuple[GraphRunner, GraphInfo]] = {}  # (C, h, w, window bound)
         self._forward: Optional[ort.InferenceSession] = None
         self._stream: Any = None
         self._scale: Optional[int] = None
@@ -97,7 +97,9 @@ class Attributor:
             group = [wins[k] for k in members]
             region = self.crop(crop, call.image, call.sr[0], group)
             call.clock.lap("endpoints")
-            runner, info = self.runner(region.cut(call.image[None])[0].shape[1:])
+            scale = call.sr.shape[2] // call.image.shape[1]
+            largest = max(max(region.window(w, scale).graph[2:]) for w in group)
+            runner, info = self.runner(region.cut(call.image[None])[0].shape[1:], largest)
             out = self.integrate(runner, region, call.path, group, call.batch_size, tick)
             run = self.run_record(call.image, call.sr, call.path, region, runner, info, out, call.clock, call.source,
                                   call.hr_image, call.parameters, call.gap_warning)
@@ -152,26 +154,29 @@ class Attributor:
         runtime = {"chunks": out.chunks, "windows": len(out.detector), "threads": self.threads,
                    "precision": "fp16" if self.fp16 and runner.provider == "tensorrt" else "fp32"}
         meta = {"created": timestamp(), "input": source,
-                **describe_run(self.source, runner, {**info, "graph_options": self.graph_options.to_dict()}, path,
+                **describe_run(self.source, runner, {**info, "graph_options": runner.graph_options}, path,
                                parameters, runtime, {**timings, "total": clock.total()}),
                 "crop": region.as_dict()}
         return Run(img, sr, path.alphas, path.method, region, warnings, meta, hr_image, gap_warning)
 
-    def runner(self, input_shape: tuple[int, int, int]) -> tuple[GraphRunner, GraphInfo]:
-        """The runner for one input size (graph from the cache, built on a miss) and how it was
-        got this time: a runner kept from an earlier call costs no graph and no session time."""
-        if input_shape in self._runners:
-            runner, info = self._runners[input_shape]
+    def runner(self, input_shape: tuple[int, int, int], window: int = WINDOW_BOUND) -> tuple[GraphRunner, GraphInfo]:
+        """The runner for one input size and windows up to ``window`` SR pixels a side (graph from
+        the cache, built on a miss) and how it was got this time: a runner kept from an earlier call
+        costs no graph and no session time."""
+        options = self.graph_options.for_windows(window)
+        key = (*input_shape, options.window_bound)
+        if key in self._runners:
+            runner, info = self._runners[key]
             return runner, {**info, "graph_cache_hit": True, "graph_source": "memory", "graph_seconds": 0.0,
                             "session_seconds": 0.0}
         start = time.perf_counter()
         runner, graph_path, hit, warnings = self.cache.open(self.model, self.sha256, input_shape, self._open,
-                                                            options=self.graph_options)
+                                                            options=options)
         info = {"graph_cache_hit": hit, "graph_source": "disk cache" if hit else "built",
                 "graph_seconds": time.perf_counter() - start - runner.session_seconds,
                 "graph_path": str(graph_path), "session_seconds": runner.session_seconds,
                 "export_warnings": runner.export_notes, "warnings": [*warnings, *runner.graph_warnings]}
-        self._runners[input_shape] = (runner, info)
+        self._runners[key] = (runner, info)
         return runner, info
 
     def _open(self, graph_path: Path) -> GraphRunner:

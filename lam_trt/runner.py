@@ -17,7 +17,7 @@ import onnxruntime as ort
 from lam_trt import providers as prov
 from lam_trt.errors import InputError, LamTrtWarning, MemoryBudgetError, ModelError
 from lam_trt.export import (BATCH_REASON_KEY, EXPORT_WARNINGS_KEY, MAX_BATCH_KEY, MAX_WINDOWS_KEY,
-                            WINDOWS_REASON_KEY, SourceModel, ort_message)
+                            WINDOW_BOUND_KEY, WINDOWS_REASON_KEY, SourceModel, ort_message)
 from lam_trt.result import GRADIENT_CAVEAT, WARNINGS_METADATA_KEY, ResultWarning, warnings_from_json
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
@@ -52,6 +52,8 @@ class GraphRunner:
         opts = prov.session_options(threads)
         self.batch_limit = meta.get(BATCH_REASON_KEY) if meta.get(MAX_BATCH_KEY) == "1" else None
         self.windows_limit = meta.get(WINDOWS_REASON_KEY) if meta.get(MAX_WINDOWS_KEY) == "1" else None
+        self.window_bound = int(meta.get(WINDOW_BOUND_KEY, 0)) or None  # the largest window side it attributes
+        self.graph_options = json.loads(meta.get("lam_trt.graph_options", "{}"))
         self.batch_fallback: Optional[str] = None  # why path images run one at a time, if they do
         self.memory_limit = memory_limit(self.provider)
         check_one_fits(self.item_bytes, self.memory_limit, self.input_shape)
@@ -131,6 +133,7 @@ class GraphRunner:
         """Sum the weighted input gradients over all points for every window (top, left, height,
         width): windows in groups that fit the memory, each group over the path in chunks."""
         wins = np.asarray(windows, np.int64).reshape(-1, 4)
+        self.check_window_sizes(wins)
         step = self.windows_per_run()
         groups = range(0, len(wins), step)
         tick = scaled_progress(progress, len(groups))
@@ -138,6 +141,13 @@ class GraphRunner:
         parts = [self.run_group(points, weights, wins[lo:lo + step], tick) for lo in groups]
         return GraphOutputs(*(np.concatenate([p[i] for p in parts]) for i in range(3)),
                             time.perf_counter() - start, sum(p[3] for p in parts))
+
+    def check_window_sizes(self, windows: np.ndarray) -> None:
+        """Refuse windows larger than the graph's bound (its reverse pass would give NaN for them)."""
+        if self.window_bound and len(windows) and windows[:, 2:].max() > self.window_bound:
+            k = int(np.argmax(windows[:, 2:].max(axis=1)))
+            raise InputError(f"window {k} is {windows[k, 3]}x{windows[k, 2]} px, larger than the {self.window_bound} px "
+                             "this attribution graph was built for (GraphOptions(window_bound=...) builds one for it)")
 
     def run_group(self, points: np.ndarray, weights: np.ndarray, windows: np.ndarray,
                   progress: Optional[ProgressFn]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

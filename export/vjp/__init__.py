@@ -12,11 +12,12 @@ one-line reason, checked on the user's graph before any work (``autodiff.undiffe
 
 Beside its VJP rule each op's other facts register here too (JAX keeps a primitive's rules together):
 its receptive-field rule (``field_rule``, fields.py: how the output's field follows from the inputs')
-and its multiply-accumulate count (``mac_count``, for ``lam-trt inspect``'s FLOPs).
+its multiply-accumulate count (``mac_count``, for ``lam-trt inspect``'s FLOPs), and, for the local
+ops of an upsampling tail, how its reverse pass runs on one window's crop (``crop_rule``, crops.py).
 """
 from lam_trt.export.vjp.registry import (  # noqa: F401 - the registry's public names
-    FIELD_RULES, MAC_COUNTS, NON_DIFFERENTIABLE, REGISTRY, MacCount, Refusal, Rule, field_rule, mac_count,
-    supported_op_types, vjp,
+    CROP_RULES, FIELD_RULES, MAC_COUNTS, NON_DIFFERENTIABLE, REGISTRY, MacCount, Refusal, Rule, field_rule, mac_count,
+    crop_rule, supported_op_types, vjp,
 )
 
 # Importing the rule modules fills REGISTRY (one file per op family, as onnx/reference/ops does).

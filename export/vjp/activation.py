@@ -6,8 +6,9 @@ import math
 import numpy as np
 
 from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.crops import pointwise
 from lam_trt.export.fields import Field, FieldContext, normalised_over
-from lam_trt.export.vjp.registry import field_rule, vjp
+from lam_trt.export.vjp.registry import crop_rule, field_rule, vjp
 from lam_trt.export.vjp.elementwise import mask, unary
 
 
@@ -160,3 +161,10 @@ def vjp_log_softmax(b, node, grads, needs):
 def softmax_field(node: Node, fields: list[Field | None], ctx: FieldContext) -> Field:
     """Global where the axis it normalises over spans all positions (non-local attention)."""
     return normalised_over(node, fields, ctx, [node.attrs.get("axis", -1)])
+
+
+# ---- crops ------------------------------------------------------------------------------------
+# Pointwise: a window's crop of the output reads the input's crop (Softmax and LogSoftmax mix a
+# whole axis and have no crop rule).
+crop_rule("Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Elu", "Celu", "Selu", "HardSigmoid", "HardSwish",
+          "Gelu", "Softplus", "Mish")(pointwise)

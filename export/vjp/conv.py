@@ -5,8 +5,9 @@ import math
 from dataclasses import replace
 
 from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.crops import Box, CropStep, Span
 from lam_trt.export.fields import Field, FieldContext, grow, merge, pair
-from lam_trt.export.vjp.registry import field_rule, mac_count, vjp
+from lam_trt.export.vjp.registry import crop_rule, field_rule, mac_count, vjp
 from lam_trt.export.vjp.conv_weights import bias_grad, weight_grad
 from lam_trt.export.vjp.geometry import Geometry, geometry
 
@@ -89,6 +90,57 @@ def vjp_conv_transpose(b, node, grads, needs):
     if len(needs) > 2:
         extra.append(bias_grad(b, grads[0], b.rank(y)) if needs[2] else None)
     return [gx] + extra
+
+
+# ---- crops --------------------------------------------------------------------------------------
+def crop_geometry(b: GraphBuilder, node: Node) -> Geometry | None:
+    """The geometry of a 2-D convolution (weights and bias are read as they are: the planner
+    refuses the crop where they depend on the image)."""
+    return node_geometry(b, node) if b.rank(node.inputs[0]) == 4 else None
+
+
+def crop_attrs(node: Node, pads: list[int]) -> dict:
+    kept = {k: v for k, v in node.attrs.items() if k not in ("auto_pad", "output_padding", "output_shape")}
+    return {**kept, "pads": pads}
+
+
+@crop_rule("Conv")
+def conv_crop(b: GraphBuilder, node: Node, out: Box) -> CropStep | None:
+    """Stride 1: the input box reaches back the forward pad and on by the kernel's extent; on crops
+    the Conv has no padding (the box's own rows are the ones it read)."""
+    geo = crop_geometry(b, node)
+    if geo is None or any(s != 1 for s in geo.strides):
+        return None
+    x = Box(*(Span(o.m, o.c - geo.pads[i], o.s + geo.extent(i) - 1) for i, o in enumerate(out.spans)))
+    return CropStep([x, None, None][:len(node.inputs)], out, crop_attrs(node, [0, 0, 0, 0]))
+
+
+@crop_rule("ConvTranspose")
+def conv_transpose_crop(b: GraphBuilder, node: Node, out: Box) -> CropStep | None:
+    """The inputs whose kernels reach the output box (one input pixel per stride of the output), and
+    the pads that put the crop's transposed convolution exactly on that box."""
+    geo = crop_geometry(b, node)
+    if geo is None:
+        return None
+    spans, begins, ends = [], [], []
+    for i, o in enumerate(out.spans):
+        stride, extent, pad = geo.strides[i], geo.extent(i), geo.pads[i]
+        m = o.shrink(stride)
+        if m is None:
+            return None
+        first = -((extent - 1 - o.c - pad) // stride)  # ceil((c + pad - (extent - 1)) / stride)
+        last = (o.end - 1 + pad) // stride
+        begin = o.c + pad - stride * first
+        while begin < 0:  # one more input row in front: the crop's output starts no later than the box
+            first, begin = first - 1, begin + stride
+        size = last - first + 1
+        end = (size - 1) * stride + extent - begin - o.s
+        while end < 0:
+            size, end = size + 1, end + stride
+        spans.append(Span(m, first, size))
+        begins.append(begin)
+        ends.append(end)
+    return CropStep([Box(*spans), None, None][:len(node.inputs)], out, crop_attrs(node, begins + ends))
 
 
 # ---- receptive field and cost -------------------------------------------------------------------

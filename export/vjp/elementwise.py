@@ -7,7 +7,8 @@ import onnx
 
 from lam_trt.export.accumulate import Broadcast
 from lam_trt.export.builder import GraphBuilder, Node
-from lam_trt.export.vjp.registry import vjp
+from lam_trt.export.crops import pointwise
+from lam_trt.export.vjp.registry import crop_rule, vjp
 
 FLOAT = 1
 
@@ -198,3 +199,8 @@ def d_sin(b, x, y):
 @unary("Cos")
 def d_cos(b, x, y):
     return b.op("Neg", b.op("Sin", x))
+
+
+# ---- crops ------------------------------------------------------------------------------------
+# Each output value reads the inputs at its own position: a window's crop reads their crops.
+crop_rule("Identity", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Clip", "Where")(pointwise)

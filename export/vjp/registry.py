@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from lam_trt.export.builder import SHAPE_READERS, GraphBuilder, Node
+from lam_trt.export.crops import CropRule
 from lam_trt.export.fields import FieldRule
 
 Rule = Callable[[GraphBuilder, Node, list[Optional[str]], list[bool]], list[Optional[str]]]
@@ -15,6 +16,7 @@ MacCount = Callable[[Node, dict[str, tuple[int, ...]]], int]  # (node, static sh
 REGISTRY: dict[str, Rule] = {}
 FIELD_RULES: dict[str, FieldRule] = {}  # ops without one keep their inputs' field (receptive_field.py)
 MAC_COUNTS: dict[str, MacCount] = {}  # the compute-heavy ops; the rest count 0
+CROP_RULES: dict[str, CropRule] = {}  # ops whose reverse pass can run on a window's crop (tail_crop.py)
 
 # The one list of ops whose outputs never carry a gradient: they only read shapes or produce
 # integers/booleans, or their output is piecewise constant in the input (zero derivative almost
@@ -51,6 +53,11 @@ def field_rule(*op_types: str) -> Callable[[FieldRule], FieldRule]:
 def mac_count(*op_types: str) -> Callable[[MacCount], MacCount]:
     """Register ``count`` as the multiply-accumulate count of each op type."""
     return _register(MAC_COUNTS, op_types)
+
+
+def crop_rule(*op_types: str) -> Callable[[CropRule], CropRule]:
+    """Register ``rule`` as the crop rule of each op type (crops.py says what it answers)."""
+    return _register(CROP_RULES, op_types)
 
 
 def _register(table: dict, op_types: tuple[str, ...]) -> Callable:

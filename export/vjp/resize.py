@@ -8,9 +8,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 from lam_trt.export.builder import GraphBuilder, Node
+from lam_trt.export.crops import Box, CropStep, Span
 from lam_trt.export.fields import Field, FieldContext, grow, merge
-from lam_trt.export.vjp.registry import field_rule, vjp
-from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix
+from lam_trt.export.vjp.registry import crop_rule, field_rule, vjp
+from lam_trt.export.vjp.separable import apply_transpose, measure_axis_matrix, replication_factor
 
 
 def full_rank(node: Node, values: np.ndarray, rank: int, fill: float) -> list:
@@ -65,6 +66,30 @@ def vjp_resize(b, node, grads, needs):
         g = apply_transpose(b, g, a, axis, shape)
         shape[axis] = b.shape(x)[axis]
     return [g] + [None] * (len(node.inputs) - 1)
+
+
+# ---- crops ------------------------------------------------------------------------------------
+@crop_rule("Resize")
+def resize_crop(b: GraphBuilder, node: Node, out: Box) -> CropStep | None:
+    """Nearest-neighbour upsampling by whole factors (each input pixel repeated r times, measured on
+    the node itself): the input rows under the box, and the box grown to whole blocks of r."""
+    x, y = node.inputs[0], node.outputs[0]
+    if b.rank(x) != 4 or b.shape(x)[:2] != b.shape(y)[:2] or node.attrs.get("mode", "nearest") != "nearest":
+        return None
+    factors = []
+    for axis in (2, 3):
+        a = measure_axis_matrix(b.opset, 4, axis, b.shape(x)[axis], resize_probe(b, node, axis))
+        factors.append(replication_factor(a) if a.shape[0] == b.shape(y)[axis] else None)
+    if None in factors or any(o.shrink(r) is None for o, r in zip(out.spans, factors)):
+        return None
+    ins, outs = [], []
+    for o, r in zip(out.spans, factors):
+        first, last = o.c // r, -(-o.end // r)
+        ins.append(Span(o.shrink(r), first, last - first))
+        outs.append(Span(o.m, first * r, (last - first) * r))
+    scales = np.array([1.0, 1.0, *factors], np.float32)
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("axes", "keep_aspect_ratio_policy")}
+    return CropStep([Box(*ins), None, None], Box(*outs), attrs, consts={2: scales}, arity=3)
 
 
 # ---- receptive field ---------------------------------------------------------------------------
