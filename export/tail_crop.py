@@ -60,7 +60,7 @@ def plan_tail_crop(b: GraphBuilder, nodes: list[Node], active: set[str], batched
     windows up to ``bound`` pixels a side; None where nothing would be cropped. ``batched``: the
     forward tensors of one item per path image (reverse_batch.batched_tensors), the ones a crop
     can be gathered from."""
-    if b.opset < MIN_OPSET or bound < 1 or b.rank(sr) != 4:
+    if b.opset < MIN_OPSET or b.rank(sr) != 4:
         return None
     scale = tuple(b.shape(sr)[a] // b.shape(source)[a] if b.shape(sr)[a] % b.shape(source)[a] == 0 else 1
                   for a in (2, 3))
@@ -72,8 +72,7 @@ def plan_tail_crop(b: GraphBuilder, nodes: list[Node], active: set[str], batched
     for node in reversed(nodes):
         planner.visit(node, overrides)
     planner.settle_rest()
-    produced_sr = any(sr in n.outputs for n in planner.region)
-    if not produced_sr:
+    if not any(sr in n.outputs for n in planner.region):  # the output's own producer is not cropped
         return None
     return TailCrop(planner.region[::-1], planner.steps, planner.boxes, sr, bound, scale)  # type: ignore[arg-type]
 
@@ -279,13 +278,16 @@ class CropEmitter:
         return (self.b.shape(tensor)[2] + sum(pads[0])) * (self.b.shape(tensor)[3] + sum(pads[1]))
 
     def masked(self, g: str, tensor: str, box: Box) -> str:
-        """``g`` with the positions of each window's box beyond ``tensor``'s edge zeroed."""
+        """``g`` with the positions of each window's box beyond ``tensor``'s edge zeroed (as it is
+        where every window's box lies inside)."""
         b = self.b
+        if not any(p for pair in self.margins(tensor, box) for p in pair):
+            return g
         _, mask = self.index(tensor, box)
         per_window = b.op("Reshape", g, b.op("Concat", self.count(), b.ints([-1, box.rows.s, box.cols.s]), axis=0))
         return b.op("Reshape", b.op("Mul", per_window, mask), b.ints([-1, b.shape(tensor)[1], box.rows.s, box.cols.s]))
 
-    def moved(self, g: str, tensor: str, inner: Box, outer: Box) -> str:
+    def moved(self, g: str, inner: Box, outer: Box) -> str:
         """``g`` on ``inner`` as the gradient on the larger ``outer`` (zeros around)."""
         if inner == outer:
             return g
@@ -312,7 +314,7 @@ def emit_tail_crop(b: GraphBuilder, plan: TailCrop, sr_grad: str, windows: str,
         step, out = plan.steps[node.name], node.outputs[0]
         if out not in parts:  # nothing flowed back to it
             continue
-        g = e.masked(e.moved(collect(e, parts.pop(out), out), out, plan.boxes[out], step.output), out, step.output)
+        g = e.masked(e.moved(collect(e, parts.pop(out), out), plan.boxes[out], step.output), out, step.output)
         crop = on_crops(e, node, step)
         needs = [node.inputs[k] in active and k not in step.consts for k in range(len(crop.inputs))]
         for k, grad in enumerate(REGISTRY[node.op_type](b, crop, [g], needs)):
@@ -338,7 +340,7 @@ def emit_tail_crop(b: GraphBuilder, plan: TailCrop, sr_grad: str, windows: str,
 def collect(e: CropEmitter, contributions: list[tuple[Box, str]], tensor: str) -> str:
     """The sum of a tensor's gradient contributions, each moved onto the tensor's box."""
     box = e.plan.boxes[tensor]
-    moved = [e.moved(g, tensor, part, box) for part, g in contributions]
+    moved = [e.moved(g, part, box) for part, g in contributions]
     return moved[0] if len(moved) == 1 else e.b.op("Sum", *moved)
 
 

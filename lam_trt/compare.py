@@ -126,7 +126,7 @@ def compare_models(models: Sequence[str | os.PathLike], image: ImageSource, wind
         raise InputError(f"--mass is a share of each map in (0, 1], got {mass}")
     attributors = [Attributor(m, provider=provider, threads=threads) for m in models]
     images = [a.load(image, hr, scale) for a in attributors]
-    shapes = [a.runner(tuple(img.shape))[0].output_shape for a, img in zip(attributors, images)]
+    shapes = [a.output_shape(tuple(img.shape)) for a, img in zip(attributors, images)]
     names = model_names(models)
     if len({s[1:] for s in shapes}) > 1:
         sizes = ", ".join(f"{n} {s[2]}x{s[1]}" for n, s in zip(names, shapes))
