@@ -72,18 +72,19 @@ def build_attribution_graph(model: str | os.PathLike | onnx.ModelProto, input_sh
                                    **({WINDOW_BOUND_KEY: str(options.window_bound)} if options.window_bound else {}),
                                    **({TAIL_CROP_KEY: json.dumps(crop.describe())} if crop else {})})
     if check_batch:
-        mark_limits(model, input_shape, fwd.output_shape[1:])
+        mark_limits(model, input_shape, fwd.output_shape[1:], options.window_bound)
     return model
 
 
-def mark_limits(model: onnx.ModelProto, input_shape: tuple[int, int, int], output_shape: tuple[int, ...]) -> None:
-    """Probe several path images, then several windows, in one run against one at a time; record
-    in the metadata what the graph cannot run together, and why."""
+def mark_limits(model: onnx.ModelProto, input_shape: tuple[int, int, int], output_shape: tuple[int, ...],
+                bound: Optional[int]) -> None:
+    """Probe several path images, then several windows (within the graph's window ``bound``), in one
+    run against one at a time; record in the metadata what the graph cannot run together, and why."""
     session = probe_session(model)  # one session for both probes
     if session is None:  # too large to load from bytes: not probed
         return
-    batch = batch_limit(session, input_shape, output_shape)
-    windows = windows_limit(session, input_shape, output_shape, 1 if batch else 2)
+    batch = batch_limit(session, input_shape, output_shape, bound)
+    windows = windows_limit(session, input_shape, output_shape, 1 if batch else 2, bound)
     for key, reason_key, reason in ((MAX_BATCH_KEY, BATCH_REASON_KEY, batch),
                                     (MAX_WINDOWS_KEY, WINDOWS_REASON_KEY, windows)):
         if reason:

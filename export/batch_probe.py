@@ -23,13 +23,14 @@ PROBE_LIMIT = (1 << 31) - (1 << 24)  # sessions from bytes stop at protobuf's 2 
 
 
 def batch_limit(session: ort.InferenceSession, input_shape: tuple[int, int, int],
-                output_shape: tuple[int, int, int]) -> Optional[str]:
+                output_shape: tuple[int, int, int], bound: Optional[int] = None) -> Optional[str]:
     """None if three path images run as one batch give what they give one at a time; else why not.
+    ``bound``: the largest window side the graph attributes (None: any).
 
     A graph that does not run even at batch 1 is not judged here (the runner reports that)."""
     path, weights = probe_inputs(input_shape, 3, seed=0)
     _, height, width = output_shape
-    windows = np.array([[0, 0, height - 1, width - 1]], np.int64)
+    windows = np.array([[0, 0, *window_size(height - 1, width - 1, bound)]], np.int64)
     run = lambda lo, hi: session.run(["detector", "attribution", "contribution"], {
         "path": path[lo:hi], "weights": weights[lo:hi], "windows": windows})
     try:
@@ -55,6 +56,11 @@ def probe_session(model: onnx.ModelProto) -> Optional[ort.InferenceSession]:
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def window_size(height: int, width: int, bound: Optional[int]) -> tuple[int, int]:
+    """A probe window's size: as given, within the graph's window bound."""
+    return (height, width) if bound is None else (min(height, bound), min(width, bound))
 
 
 def probe_inputs(input_shape: tuple[int, int, int], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,19 +13,20 @@ from typing import Optional
 import numpy as np
 import onnxruntime as ort
 
-from lam_trt.export.batch_probe import TOLERANCE, ort_message, probe_inputs, relative_l2
+from lam_trt.export.batch_probe import TOLERANCE, ort_message, probe_inputs, relative_l2, window_size
 
 MAX_WINDOWS_KEY = "lam_trt.max_windows"              # "1" where the graph cannot run several windows
 WINDOWS_REASON_KEY = "lam_trt.windows_limit_reason"  # why, in one line
 
 
 def windows_limit(session: ort.InferenceSession, input_shape: tuple[int, int, int],
-                  output_shape: tuple[int, int, int], batch: int) -> Optional[str]:
-    """None if two windows over ``batch`` path images in one run give what each gives alone."""
+                  output_shape: tuple[int, int, int], batch: int, bound: Optional[int] = None) -> Optional[str]:
+    """None if two windows over ``batch`` path images in one run give what each gives alone
+    (windows within ``bound``, the largest side the graph attributes)."""
     path, weights = probe_inputs(input_shape, batch, seed=1)
     _, height, width = output_shape
-    windows = np.array([[0, 0, height - 1, width - 1], [height // 2, 0, height - 1 - height // 2, width // 2]],
-                       np.int64)
+    windows = np.array([[0, 0, *window_size(height - 1, width - 1, bound)],
+                        [height // 2, 0, *window_size(height - 1 - height // 2, width // 2, bound)]], np.int64)
     run = lambda w: session.run(["detector", "attribution", "contribution"],
                                 {"path": path, "weights": weights, "windows": w})
     try:

@@ -199,3 +199,34 @@ def test_attributor_builds_a_graph_for_larger_windows(tmp_path, monkeypatch):
         expected = whole.attribute(image, window=window, size=size, steps=6, crop="off")
         assert np.abs(result.attribution - expected.attribution).max() <= 1e-6 * np.abs(expected.attribution).max()
     assert large.meta["graph_options"]["window_bound"] == 32
+
+
+def test_build_probes_use_windows_within_the_bound(tmp_path):
+    """The build-time probes run windows the graph attributes: with whole-output windows a bounded
+    graph would give NaN on both sides, and a graph that mixes the batch would pass unflagged."""
+    import torch
+    from nets import export_onnx as export_small
+    from test_batch_rewrite import SHAPE, MixesTheBatch
+
+    torch.manual_seed(0)
+    source = export_small(MixesTheBatch().eval(), SHAPE, tmp_path / "mixes.onnx")
+    graph = build_attribution_graph(str(source), SHAPE, options=GraphOptions(window_bound=3))
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta["lam_trt.window_bound"] == "3"
+    assert meta["lam_trt.max_batch"] == "1" and "differs" in meta["lam_trt.batch_limit_reason"]
+
+
+def test_windows_probe_finds_mixed_windows_in_a_bounded_graph(tmp_path):
+    from nets import export_onnx as export_small
+    from test_windows import with_windows_reversed
+
+    from lam_trt.export.batch_probe import probe_session
+    from lam_trt.export.window_probe import windows_limit
+
+    source = export_small(seeded(NETS["TinyRRDB"]), (3, 12, 12), tmp_path / "rrdb.onnx")
+    graph = build_attribution_graph(str(source), (3, 12, 12), options=GraphOptions(window_bound=4), check_batch=False)
+    assert TAIL_CROP_KEY in {p.key for p in graph.metadata_props}
+    out = (3, 24, 24)
+    assert windows_limit(probe_session(graph), (3, 12, 12), out, 2, 4) is None
+    reason = windows_limit(probe_session(with_windows_reversed(graph)), (3, 12, 12), out, 2, 4)
+    assert reason and "attribution for two windows at once differs" in reason
