@@ -97,8 +97,7 @@ class Attributor:
             group = [wins[k] for k in members]
             region = self.crop(crop, call.image, call.sr[0], group)
             call.clock.lap("endpoints")
-            scale = call.sr.shape[2] // call.image.shape[1]
-            largest = max(max(region.window(w, scale).graph[2:]) for w in group)
+            largest = max(w.size for w in group)  # the graph's window bound must hold it
             runner, info = self.runner(region.cut(call.image[None])[0].shape[1:], largest)
             out = self.integrate(runner, region, call.path, group, call.batch_size, tick)
             run = self.run_record(call.image, call.sr, call.path, region, runner, info, out, call.clock, call.source,
