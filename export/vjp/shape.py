@@ -9,8 +9,9 @@ import onnx
 
 from lam_trt.export.accumulate import Placed
 from lam_trt.export.builder import INT64_MAX, SHAPE_READERS, GraphBuilder, Node
+from lam_trt.export.crops import Box, CropStep, pointwise
 from lam_trt.export.fields import Field, FieldContext, grow, merge, no_field
-from lam_trt.export.vjp.registry import field_rule, vjp
+from lam_trt.export.vjp.registry import crop_rule, field_rule, vjp
 
 
 def slice_axis(b: GraphBuilder, x: str, axis: int, start: int, end: int, step: int = 1) -> str:
@@ -56,6 +57,14 @@ def vjp_concat(b, node, grads, needs):
     parts = b.op("Split", grads[0], b.ints(sizes), axis=axis, outputs=len(sizes))
     parts = parts if isinstance(parts, list) else [parts]
     return [p if need else None for p, need in zip(parts, needs)]
+
+
+@crop_rule("Concat")
+def concat_crop(b: GraphBuilder, node: Node, out: Box) -> CropStep | None:
+    """Joining channels (axis 1 of [N, C, H, W]) reads every input at the output's position."""
+    if b.rank(node.outputs[0]) != 4 or int(node.attrs.get("axis", 0)) % 4 != 1:
+        return None
+    return pointwise(b, node, out)
 
 
 @vjp("Split")
