@@ -169,9 +169,13 @@ class CropEmitter:
     crops: dict[str, tuple[str, Box]] = field(default_factory=dict)  # crop name -> (tensor, box)
     _names: dict[tuple[str, Box], str] = field(default_factory=dict)
     _index: dict[tuple, tuple[str, str]] = field(default_factory=dict)
+    _count: Optional[str] = None
 
     def count(self) -> str:
-        return self.b.op("Slice", self.b.op("Shape", self.windows), self.b.ints([0]), self.b.ints([1]))
+        """K, int64 [1] (emitted once)."""
+        if self._count is None:
+            self._count = self.b.op("Slice", self.b.op("Shape", self.windows), self.b.ints([0]), self.b.ints([1]))
+        return self._count
 
     def crop_name(self, tensor: str, box: Box) -> str:
         """The name of ``tensor``'s crops at ``box`` (gathered once, if a rule reads it)."""
@@ -192,6 +196,10 @@ class CropEmitter:
             last = (sr_size - 1) // r * span.m + span.end  # the end of the last window's box
             out.append((max(0, -span.c), max(0, last - size)))
         return out
+
+    def reaches_out(self, tensor: str, box: Box) -> bool:
+        """Whether some window's box passes ``tensor``'s edge."""
+        return any(p for pair in self.margins(tensor, box) for p in pair)
 
     def index(self, tensor: str, box: Box) -> tuple[str, str]:
         """(flat positions [K, rows * cols] of every window's box in the padded tensor, 0/1 mask
@@ -224,9 +232,9 @@ class CropEmitter:
         self.passthrough.update(n.name for n in self.b.nodes[start:])
 
     def padded(self, x: str, tensor: str, box: Box) -> str:
-        pads = self.margins(tensor, box)
-        if not any(p for pair in pads for p in pair):
+        if not self.reaches_out(tensor, box):
             return x
+        pads = self.margins(tensor, box)
         return self.b.op("Pad", x, self.b.ints([0, 0, pads[0][0], pads[1][0], 0, 0, pads[0][1], pads[1][1]]))
 
     def gather_images(self, tensor: str, box: Box, name: str) -> None:
@@ -261,7 +269,7 @@ class CropEmitter:
             zeros = b.op("ConstantOfShape", size, value=_zero())
             full = b.op("ScatterElements", zeros, self.spread(flat_index, items, box), items, axis=2)
             full = b.op("Reshape", full, b.ints([-1, c, height + sum(pads[0]), width + sum(pads[1])]))
-            if not any(p for pair in pads for p in pair):
+            if not self.reaches_out(tensor, box):
                 return full
             return b.op("Slice", full, b.ints([pads[0][0], pads[1][0]]),
                         b.ints([pads[0][0] + height, pads[1][0] + width]), b.ints([2, 3]))
@@ -281,7 +289,7 @@ class CropEmitter:
         """``g`` with the positions of each window's box beyond ``tensor``'s edge zeroed (as it is
         where every window's box lies inside)."""
         b = self.b
-        if not any(p for pair in self.margins(tensor, box) for p in pair):
+        if not self.reaches_out(tensor, box):
             return g
         _, mask = self.index(tensor, box)
         per_window = b.op("Reshape", g, b.op("Concat", self.count(), b.ints([-1, box.rows.s, box.cols.s]), axis=0))

@@ -60,7 +60,7 @@ class Attributor:
         self.threads = threads
         self.internal_batch_size = internal_batch_size
         self.fp16 = fp16
-        self.graph_options = graph_options or GraphOptions()  # random nodes, straight-through
+        self.graph_options = graph_options or GraphOptions()  # random nodes, straight-through, window bound
         self._runners: dict[tuple[int, ...], tuple[GraphRunner, GraphInfo]] = {}  # (C, h, w, window bound)
         self._forward: Optional[ort.InferenceSession] = None
         self._stream: Any = None
