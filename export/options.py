@@ -16,6 +16,7 @@ from lam_trt.export.random_ops import RandomOpsPolicy
 WARNINGS_KEY = "lam_trt.export_warnings"  # JSON list of one-line warnings about the built graph
 RANDOM_OPS_KEY = "lam_trt.random_ops"  # JSON {mode, seed, nodes} when random nodes were replaced
 STRAIGHT_THROUGH_KEY = "lam_trt.straight_through"  # JSON list of the Add nodes given identity gradients
+GRAPH_OPTIONS_KEY = "lam_trt.graph_options"  # JSON of the GraphOptions the graph was built with
 WINDOW_BOUND_KEY = "lam_trt.window_bound"  # the largest window side (SR pixels) the graph attributes
 TAIL_CROP_KEY = "lam_trt.tail_crop"  # JSON: what of the reverse pass runs on window crops (tail_crop.py)
 WINDOW_BOUND = 16  # LAM's window: the Attributor's bound, a larger window gets a graph of its own
@@ -74,7 +75,7 @@ def graph_notes(options: GraphOptions, random_report, found) -> dict[str, str]:
     """Metadata entries for a built graph: its warnings, what random nodes became, where the
     straight-through estimator was applied."""
     warnings = ([random_report.message()] if random_report.nodes else []) + found.warnings(options.straight_through)
-    notes = {WARNINGS_KEY: json.dumps(warnings), "lam_trt.graph_options": json.dumps(options.to_dict())}
+    notes = {WARNINGS_KEY: json.dumps(warnings), GRAPH_OPTIONS_KEY: json.dumps(options.to_dict())}
     if random_report.nodes:
         notes[RANDOM_OPS_KEY] = json.dumps(random_report.to_dict())
     if options.straight_through and found.straight_through:

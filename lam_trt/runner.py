@@ -17,7 +17,7 @@ import onnxruntime as ort
 from lam_trt import providers as prov
 from lam_trt.errors import InputError, LamTrtWarning, MemoryBudgetError, ModelError
 from lam_trt.export import (BATCH_REASON_KEY, EXPORT_WARNINGS_KEY, MAX_BATCH_KEY, MAX_WINDOWS_KEY,
-                            WINDOW_BOUND_KEY, WINDOWS_REASON_KEY, SourceModel, ort_message)
+                            GRAPH_OPTIONS_KEY, WINDOW_BOUND_KEY, WINDOWS_REASON_KEY, SourceModel, ort_message)
 from lam_trt.result import GRADIENT_CAVEAT, WARNINGS_METADATA_KEY, ResultWarning, warnings_from_json
 
 DEFAULT_MEMORY_BUDGET = 2 << 30   # bytes of activations per chunk on the CPU
@@ -53,7 +53,7 @@ class GraphRunner:
         self.batch_limit = meta.get(BATCH_REASON_KEY) if meta.get(MAX_BATCH_KEY) == "1" else None
         self.windows_limit = meta.get(WINDOWS_REASON_KEY) if meta.get(MAX_WINDOWS_KEY) == "1" else None
         self.window_bound = int(meta.get(WINDOW_BOUND_KEY, 0)) or None  # the largest window side it attributes
-        self.graph_options = json.loads(meta.get("lam_trt.graph_options", "{}"))
+        self.graph_options = json.loads(meta.get(GRAPH_OPTIONS_KEY, "{}"))
         self.batch_fallback: Optional[str] = None  # why path images run one at a time, if they do
         self.memory_limit = memory_limit(self.provider)
         check_one_fits(self.item_bytes, self.memory_limit, self.input_shape)
